@@ -1,0 +1,39 @@
+# The two commands of the README: `make run` and `make test`. Everything else is what they need.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: run test install system-deps bench check clean-state
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[embedded,dev]'
+	touch $@
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+
+install: $(VENV)/.installed node_modules/.package-lock.json
+
+# tmux (terminals that survive a disconnect) and Chromium (browser tests), from Debian's packages.
+system-deps:
+	@./scripts/install-system-deps.sh
+
+run: install
+	$(PY) -m fullstackagent.launcher
+
+test: install system-deps
+	$(PY) -m pytest
+
+bench: install
+	$(PY) bench/reconcile.py
+	$(PY) bench/terminal.py
+	$(PY) bench/api.py
+
+check: install
+	$(PY) manage.py makemigrations --check --dry-run
+	$(PY) manage.py check
+
+clean-state:
+	$(PY) -m fullstackagent.embedded down; rm -rf .state

@@ -1,0 +1,20 @@
+from django.db import models
+
+from fullstackagent.models import ReconciledResource
+from identities.encryption import EncryptedTextField
+
+
+class Database(ReconciledResource):
+    """A project's PostgreSQL database (a KubeBlocks cluster, or a database on the local server)."""
+
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="databases")
+    name = models.CharField(max_length=63, unique=True)
+    k8s_namespace = models.CharField(max_length=63, blank=True)
+    # postgresql://user:password@host:port/db — encrypted; the sandbox gets it as DATABASE_URL.
+    connection_url = EncryptedTextField(blank=True)
+
+    class Meta(ReconciledResource.Meta):
+        pass
+
+    def __str__(self):
+        return self.name

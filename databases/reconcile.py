@@ -1,0 +1,82 @@
+"""One reconcile step for a database."""
+
+from django.conf import settings
+
+from databases.backends import get_database_backend
+from databases.backends.base import DatabaseObservation, DatabasePhase, DatabaseSpec
+from databases.models import Database
+from fullstackagent.reconcile import StepResult
+from fullstackagent.status import ResourceStatus
+from identities.models import ConfigKey, UserConfig
+from sandboxes.backends.base import Owner
+
+
+def build_spec(database: Database) -> DatabaseSpec:
+    project = database.project
+    kubeconfig = (
+        UserConfig.objects.filter(user_id=project.user_id, key=ConfigKey.KUBECONFIG).values_list("value", flat=True).first()
+    )
+    return DatabaseSpec(
+        database_id=database.pk,
+        name=database.name,
+        project_id=project.pk,
+        project_k8s_name=project.k8s_name,
+        namespace=database.k8s_namespace,
+        owner=Owner(user_id=project.user_id, kubeconfig=kubeconfig or None),
+        runtime_state=dict(database.runtime_state or {}),
+    )
+
+
+def _fields(observation: DatabaseObservation) -> dict:
+    fields = {"runtime_state": observation.runtime_state}
+    if observation.connection_url:
+        fields["connection_url"] = observation.connection_url
+    if observation.namespace:
+        fields["k8s_namespace"] = observation.namespace
+    return fields
+
+
+def _towards_running(status: str, observation: DatabaseObservation, poll: float) -> StepResult:
+    fields = _fields(observation)
+    if observation.phase == DatabasePhase.RUNNING and observation.connection_url:
+        return StepResult(ResourceStatus.RUNNING, recheck_in=settings.RECONCILE_DRIFT_CHECK_SECONDS, fields=fields)
+    if observation.phase == DatabasePhase.FAILED:
+        return StepResult(ResourceStatus.ERROR, last_error=observation.message or "The database failed.", fields=fields)
+    next_status = ResourceStatus.STARTING if status == ResourceStatus.CREATING else status
+    return StepResult(next_status, recheck_in=poll, fields=fields)
+
+
+def step(database: Database) -> StepResult:
+    backend = get_database_backend()
+    poll = getattr(backend, "poll_interval", 1.0)
+    status = database.status
+    if status in (ResourceStatus.STOPPED, ResourceStatus.TERMINATED, ResourceStatus.ERROR):
+        return StepResult(status)
+    spec = build_spec(database)
+    if status == ResourceStatus.CREATING:
+        return _towards_running(status, backend.create(spec), poll)
+    if status in (ResourceStatus.STARTING, ResourceStatus.UPDATING):
+        return _towards_running(ResourceStatus.STARTING, backend.start(spec), poll)
+    if status == ResourceStatus.RUNNING:
+        observation = backend.observe(spec)
+        if observation.phase in (DatabasePhase.MISSING, DatabasePhase.STOPPED, DatabasePhase.STOPPING):
+            # Drift: wanted running, found otherwise (dropped by hand, connections disallowed);
+            # start re-creates what is missing. Data that was dropped is gone, and last_error says so.
+            return StepResult(
+                ResourceStatus.STARTING,
+                recheck_in=0,
+                last_error=f"The database was found {observation.phase.value} while it should run; restarting it.",
+                fields=_fields(observation),
+            )
+        return _towards_running(status, observation, poll)
+    if status == ResourceStatus.STOPPING:
+        observation = backend.stop(spec)
+        if observation.phase in (DatabasePhase.STOPPED, DatabasePhase.MISSING):
+            return StepResult(ResourceStatus.STOPPED, fields=_fields(observation))
+        return StepResult(status, recheck_in=poll, fields=_fields(observation))
+    if status == ResourceStatus.TERMINATING:
+        observation = backend.delete(spec)
+        if observation.phase == DatabasePhase.MISSING:
+            return StepResult(ResourceStatus.TERMINATED, fields=_fields(observation))
+        return StepResult(status, recheck_in=poll, fields=_fields(observation))
+    raise ValueError(f"unknown database status {status!r}")

@@ -1,0 +1,10 @@
+from django.conf import settings
+
+
+def platform(request):
+    """Sign-in methods the templates offer (only the enabled ones are shown)."""
+    return {
+        "ENABLE_PASSWORD_AUTH": settings.ENABLE_PASSWORD_AUTH,
+        "ENABLE_GITHUB_AUTH": settings.ENABLE_GITHUB_AUTH,
+        "ENABLE_SEALOS_AUTH": settings.ENABLE_SEALOS_AUTH,
+    }

@@ -1,0 +1,89 @@
+"""`make run`: the whole platform on this machine, on its embedded defaults.
+
+Starts the embedded PostgreSQL and Redis (unless DATABASE_URL / REDIS_URL are set), migrates,
+then runs daphne (HTTP + websockets), a Celery worker and Celery beat as child processes, each in
+its own process group. Ctrl-C (or SIGTERM) stops all of them, the local sandboxes' terminal
+processes and the embedded servers, leaving no process behind; the data stays under the state
+folder and the next run picks it up (running sandboxes are restarted by the reconcilers).
+"""
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from fullstackagent import embedded
+
+
+def _spawn(command: list[str], environment: dict) -> subprocess.Popen:
+    return subprocess.Popen(command, env=environment, cwd=embedded.PROJECT_ROOT, start_new_session=True)
+
+
+def _stop(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for process in processes:
+        try:
+            process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m fullstackagent.launcher",
+        description="Run FullstackAgent on this machine: embedded PostgreSQL and Redis (unless DATABASE_URL / "
+        "REDIS_URL are set), migrations, daphne, a Celery worker and beat. Ctrl-C stops everything.",
+    )
+    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"), help="address daphne binds (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")), help="daphne's port (default 8000)")
+    args = parser.parse_args(argv)
+
+    environment = dict(os.environ)
+    environment.update(embedded.ensure_services())
+    environment.setdefault("DJANGO_SETTINGS_MODULE", "fullstackagent.settings")
+    python = sys.executable
+    subprocess.run([python, "manage.py", "migrate", "--no-input"], env=environment, cwd=embedded.PROJECT_ROOT, check=True)
+
+    processes = [
+        _spawn([python, "-m", "daphne", "-b", args.host, "-p", str(args.port), "fullstackagent.asgi:application"], environment),
+        _spawn([python, "-m", "celery", "-A", "fullstackagent", "worker", "--pool", "threads", "--concurrency", "8",
+                "--loglevel", "INFO", "--without-gossip", "--without-mingle"], environment),
+        _spawn([python, "-m", "celery", "-A", "fullstackagent", "beat", "--loglevel", "INFO",
+                "--schedule", str(embedded.state_dir() / "celerybeat-schedule")], environment),
+    ]
+    stopping = False
+
+    def request_stop(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    print(f"\n  FullstackAgent is running: open http://{args.host}:{args.port}/  (Ctrl-C stops it)\n", flush=True)
+    try:
+        while not stopping:
+            if any(process.poll() is not None for process in processes):
+                print("a platform process exited; stopping everything", file=sys.stderr)
+                break
+            time.sleep(0.3)
+    finally:
+        _stop(processes)
+        subprocess.run(
+            [python, "manage.py", "stop_local_sandboxes"], env=environment, cwd=embedded.PROJECT_ROOT, check=False
+        )
+        if not os.environ.get("REDIS_URL"):
+            embedded.redis().stop()
+        if not os.environ.get("DATABASE_URL"):
+            embedded.postgres().stop()
+        print("stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,301 @@
+"""Settings for FullstackAgent, read from the environment (see README "Configuration").
+
+With nothing configured the platform runs in development mode on the embedded PostgreSQL and Redis
+under the state folder. Production sets DEBUG=false, SECRET_KEY, FIELD_ENCRYPTION_KEYS, ALLOWED_HOSTS,
+DATABASE_URL and REDIS_URL; missing ones stop the process with a message naming them.
+"""
+
+import secrets
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from fullstackagent.config import (
+    database_from_url,
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+STATE_DIR = Path(env_str("STATE_DIR") or BASE_DIR / ".state").resolve()
+
+DEBUG = env_bool("DEBUG", True)
+
+
+def _development_secret(name: str, length: int = 50) -> str:
+    """A random secret kept in the state folder, so a laptop needs no configuration but
+    sessions and encrypted values survive a restart. Refused outside DEBUG."""
+    if not DEBUG:
+        raise ImproperlyConfigured(f"{name} must be set when DEBUG is false")
+    path = STATE_DIR / "secrets" / name.lower()
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(length))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = env_str("SECRET_KEY") or _development_secret("SECRET_KEY")
+
+# Fernet keys (urlsafe base64 of 32 bytes), comma separated; the first encrypts, all decrypt, so a
+# new key is rotated in by putting it first and running `manage.py rotate_encryption_keys`.
+FIELD_ENCRYPTION_KEYS = env_list("FIELD_ENCRYPTION_KEYS", [])
+if not FIELD_ENCRYPTION_KEYS:
+    from cryptography.fernet import Fernet
+
+    _key_file = STATE_DIR / "secrets" / "field_encryption_key"
+    if not DEBUG:
+        raise ImproperlyConfigured("FIELD_ENCRYPTION_KEYS must be set when DEBUG is false")
+    if not _key_file.exists():
+        _key_file.parent.mkdir(parents=True, exist_ok=True)
+        _key_file.write_text(Fernet.generate_key().decode())
+        _key_file.chmod(0o600)
+    FIELD_ENCRYPTION_KEYS = [_key_file.read_text().strip()]
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.sites",
+    "rest_framework",
+    "drf_spectacular",
+    "channels",
+    "allauth",
+    "allauth.account",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.github",
+    "identities",
+    "projects",
+    "sandboxes",
+    "databases",
+    "aiproxy",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
+]
+
+ROOT_URLCONF = "fullstackagent.urls"
+WSGI_APPLICATION = None
+ASGI_APPLICATION = "fullstackagent.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "fullstackagent.context_processors.platform",
+            ],
+        },
+    },
+]
+
+
+def _embedded_database_url() -> str:
+    """The URL `python -m fullstackagent.embedded up` wrote; it starts the server first."""
+    url_file = STATE_DIR / "postgres" / "url"
+    if url_file.exists():
+        return url_file.read_text().strip()
+    # Not started yet: a URL that fails on first use with a message pointing at the fix.
+    return "postgresql://not-started:run-make-run@127.0.0.1:1/embedded-postgres-not-started"
+
+
+DATABASE_URL = env_str("DATABASE_URL") or _embedded_database_url()
+DATABASES = {"default": database_from_url(DATABASE_URL)}
+# Test runs sharing one server each use their own test database (set by fullstackagent.testing.plugin).
+DATABASES["default"]["TEST"] = {"NAME": env_str("DATABASE_TEST_NAME")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+
+def _embedded_redis_url() -> str:
+    port_file = STATE_DIR / "redis" / "port"
+    port = port_file.read_text().strip() if port_file.exists() else "6379"
+    return f"redis://127.0.0.1:{port}/0"
+
+
+REDIS_URL = env_str("REDIS_URL") or _embedded_redis_url()
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "fsa",
+    }
+}
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+
+CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+# Front-end packages installed by npm (package.json); served as /static/vendor/<package>/...
+NODE_MODULES_DIR = BASE_DIR / "node_modules"
+if NODE_MODULES_DIR.exists():
+    STATICFILES_DIRS.append(("vendor", NODE_MODULES_DIR))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+
+SITE_ID = 1
+LOGIN_URL = "account_login"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/"
+
+# --- sign-in methods -----------------------------------------------------------------------------
+ENABLE_PASSWORD_AUTH = env_bool("ENABLE_PASSWORD_AUTH", True)
+ENABLE_GITHUB_AUTH = env_bool("ENABLE_GITHUB_AUTH", False)
+ENABLE_SEALOS_AUTH = env_bool("ENABLE_SEALOS_AUTH", False)
+GITHUB_CLIENT_ID = env_str("GITHUB_CLIENT_ID", "")
+GITHUB_CLIENT_SECRET = env_str("GITHUB_CLIENT_SECRET", "")
+SEALOS_JWT_SECRET = env_str("SEALOS_JWT_SECRET", "")
+if ENABLE_GITHUB_AUTH and not (GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET):
+    raise ImproperlyConfigured("ENABLE_GITHUB_AUTH needs GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET")
+if ENABLE_SEALOS_AUTH and not SEALOS_JWT_SECRET:
+    raise ImproperlyConfigured("ENABLE_SEALOS_AUTH needs SEALOS_JWT_SECRET")
+
+ACCOUNT_LOGIN_METHODS = {"username"}
+ACCOUNT_SIGNUP_FIELDS = ["username*", "password1*", "password2*"]
+ACCOUNT_EMAIL_VERIFICATION = "none"
+ACCOUNT_ADAPTER = "identities.adapters.AccountAdapter"
+ACCOUNT_SESSION_REMEMBER = True
+ACCOUNT_LOGOUT_ON_GET = False
+# Repeated failed sign-ins: allauth counts failures per account and per IP in the cache (Redis).
+ACCOUNT_RATE_LIMITS = {
+    "login_failed": env_str("LOGIN_FAILED_RATE_LIMIT", "5/5m/ip,5/5m/key"),
+    "signup": env_str("SIGNUP_RATE_LIMIT", "20/h/ip"),
+}
+SOCIALACCOUNT_ADAPTER = "identities.adapters.SocialAccountAdapter"
+SOCIALACCOUNT_STORE_TOKENS = False
+SOCIALACCOUNT_PROVIDERS = {
+    "github": {
+        "SCOPE": ["repo", "read:user"],
+        "APP": {"client_id": GITHUB_CLIENT_ID, "secret": GITHUB_CLIENT_SECRET, "key": ""},
+    }
+}
+GITHUB_OAUTH_BASE_URL = env_str("GITHUB_OAUTH_BASE_URL", "https://github.com")
+GITHUB_API_BASE_URL = env_str("GITHUB_API_BASE_URL", "https://api.github.com")
+
+# --- reconciliation and backends -----------------------------------------------------------------
+SANDBOX_BACKEND = env_choice("SANDBOX_BACKEND", "local", ("local", "kubernetes"))
+RECONCILE_INTERVAL_SECONDS = env_float("RECONCILE_INTERVAL_SECONDS", 3.0, minimum=0.1)
+RECONCILE_LEASE_SECONDS = env_int("RECONCILE_LEASE_SECONDS", 30, minimum=5)
+# How often a RUNNING resource is observed for drift (a process or pod that went away).
+RECONCILE_DRIFT_CHECK_SECONDS = env_float("RECONCILE_DRIFT_CHECK_SECONDS", 10.0, minimum=1.0)
+RECONCILE_MAX_RETRIES = env_int("RECONCILE_MAX_RETRIES", 8, minimum=1)
+RECONCILE_SCAN_BATCH = env_int("RECONCILE_SCAN_BATCH", 500, minimum=1)
+
+# Local backend: workspaces and ttyd processes under the state folder; databases on the server that
+# LOCAL_DATABASE_ADMIN_URL names (default: the platform's own server).
+LOCAL_SANDBOX_ROOT = Path(env_str("LOCAL_SANDBOX_ROOT") or STATE_DIR / "sandboxes").resolve()
+LOCAL_DATABASE_ADMIN_URL = env_str("LOCAL_DATABASE_ADMIN_URL") or DATABASE_URL
+TTYD_BINARY = env_str("TTYD_BINARY", "")
+
+# Kubernetes backend.
+KUBERNETES_INGRESS_DOMAIN = env_str("KUBERNETES_INGRESS_DOMAIN", "")
+KUBERNETES_RUNTIME_IMAGE = env_str("KUBERNETES_RUNTIME_IMAGE", "ghcr.io/fullstackagent/runtime:0.1.0")
+KUBERNETES_TERMINAL_UPSTREAM = env_choice("KUBERNETES_TERMINAL_UPSTREAM", "ingress", ("service", "ingress"))
+
+# Aiproxy (Sealos users get an Anthropic key at sign-in).
+AIPROXY_ENDPOINT = env_str("AIPROXY_ENDPOINT", "")
+ANTHROPIC_BASE_URL = env_str("ANTHROPIC_BASE_URL", "")
+AIPROXY_TIMEOUT_SECONDS = env_float("AIPROXY_TIMEOUT_SECONDS", 5.0, minimum=0.1)
+
+# --- Celery --------------------------------------------------------------------------------------
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "fullstackagent")
+CELERY_BEAT_SCHEDULE = {
+    "reconcile-scan": {
+        "task": "fullstackagent.tasks.scan_resources",
+        "schedule": RECONCILE_INTERVAL_SECONDS,
+        "options": {"expires": RECONCILE_INTERVAL_SECONDS},
+    },
+}
+
+# --- REST framework ------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "FullstackAgent API",
+    "DESCRIPTION": "Projects, their sandboxes, databases and environment, and user settings.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- security ------------------------------------------------------------------------------------
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", False) else None
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_PRELOAD = not DEBUG
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

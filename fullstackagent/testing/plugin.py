@@ -1,0 +1,54 @@
+"""pytest plugin (loaded with ``-p`` from pyproject): real services for the test suite.
+
+Before Django reads its settings this plugin
+- starts the embedded PostgreSQL (unless DATABASE_URL is set) and gives this run its own test
+  database name, so several runs can share one server;
+- starts a private Redis server on a free port (unless REDIS_URL is set), so Celery queues of
+  concurrent runs never mix;
+- points the local sandbox backend at a temporary folder.
+Everything it starts is stopped when the run ends.
+"""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_started = {}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_load_initial_conftests(early_config, parser, args):
+    _prepare_environment()
+    return (yield)
+
+
+def _prepare_environment() -> None:
+    from fullstackagent import embedded
+
+    if _started.get("prepared"):
+        return
+    _started["prepared"] = True
+    scratch = Path(tempfile.mkdtemp(prefix="fsa-test-"))
+    _started["scratch"] = scratch
+    if not os.environ.get("DATABASE_URL"):
+        os.environ["DATABASE_URL"] = embedded.postgres().ensure_running()
+    os.environ.setdefault("DATABASE_TEST_NAME", f"test_fullstackagent_{os.getpid()}")
+    if not os.environ.get("REDIS_URL"):
+        port = embedded.free_port()
+        _started["redis"] = embedded.start_redis(scratch / "redis", port, daemonize=False)
+        os.environ["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+    os.environ.setdefault("LOCAL_SANDBOX_ROOT", str(scratch / "sandboxes"))
+    os.environ.setdefault("RECONCILE_INTERVAL_SECONDS", "1")
+
+
+def pytest_unconfigure(config):
+    process = _started.pop("redis", None)
+    if process is not None:
+        process.terminate()
+        process.wait(timeout=10)
+    scratch = _started.pop("scratch", None)
+    if scratch is not None:
+        shutil.rmtree(scratch, ignore_errors=True)

@@ -1,0 +1,82 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from identities.encryption import EncryptedJSONField, EncryptedTextField
+
+
+class IdentityProvider(models.TextChoices):
+    PASSWORD = "PASSWORD", "Username and password"
+    GITHUB = "GITHUB", "GitHub"
+    SEALOS = "SEALOS", "Sealos"
+
+
+class UserIdentity(models.Model):
+    """One way for a user to sign in: a provider and the user's id at that provider.
+
+    A user may hold several; exactly one of them is primary (the partial unique constraint keeps
+    at most one, the link/unlink services keep at least one).
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="identities")
+    provider = models.CharField(max_length=16, choices=IdentityProvider.choices)
+    provider_user_id = models.CharField(max_length=255)
+    # Provider data, OAuth access tokens included, so the whole document is encrypted.
+    metadata = EncryptedJSONField(default=dict, blank=True)
+    is_primary = models.BooleanField(default=False)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "user identities"
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "provider_user_id"], name="identity_provider_user_unique"),
+            models.UniqueConstraint(
+                fields=["user"], condition=Q(is_primary=True), name="identity_one_primary_per_user"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.get_provider_display()}:{self.provider_user_id}"
+
+
+class ConfigCategory(models.TextChoices):
+    KUBERNETES = "kubernetes", "Kubernetes"
+    ANTHROPIC = "anthropic", "Anthropic"
+    AGENT = "agent", "Agent"
+    GENERAL = "general", "General"
+
+
+class ConfigKey:
+    """Keys of UserConfig rows that the platform itself reads."""
+
+    KUBECONFIG = "KUBECONFIG"
+    ANTHROPIC_API_KEY = "ANTHROPIC_API_KEY"
+    ANTHROPIC_BASE_URL = "ANTHROPIC_BASE_URL"
+    ANTHROPIC_MODEL = "ANTHROPIC_MODEL"
+    ANTHROPIC_SMALL_FAST_MODEL = "ANTHROPIC_SMALL_FAST_MODEL"
+    SYSTEM_PROMPT = "SYSTEM_PROMPT"
+
+    SECRET = frozenset({KUBECONFIG, ANTHROPIC_API_KEY})
+
+
+class UserConfig(models.Model):
+    """One per-user setting (kubeconfig, Anthropic key, system prompt, ...).
+
+    Every value is encrypted at rest, secret or not, so flipping ``is_secret`` can never expose a
+    value that was stored in clear; ``is_secret`` decides masking in pages and responses.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="configs")
+    key = models.CharField(max_length=128)
+    value = EncryptedTextField(blank=True)
+    category = models.CharField(max_length=32, choices=ConfigCategory.choices, default=ConfigCategory.GENERAL)
+    is_secret = models.BooleanField(default=False)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="userconfig_user_key_unique")]
+
+    def __str__(self):
+        return f"{self.user} {self.key}"

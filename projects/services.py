@@ -1,0 +1,237 @@
+"""Writes to projects: create, start, stop, delete, environment variables.
+
+Each ``do_<verb>`` validates, locks the project row, changes the desired state of its resources in
+one transaction and queues their reconcile tasks after commit. Nothing here waits for
+infrastructure: the reconcilers converge it (fullstackagent.reconcile).
+"""
+
+import re
+import secrets
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from databases.models import Database
+from fullstackagent.status import ProjectStatus, ResourceStatus, aggregate_status
+from identities.models import ConfigKey, UserConfig
+from projects.models import Environment, EnvironmentCategory, Project
+from projects.naming import k8s_project_name, resource_name, validate_project_name
+from sandboxes.environment import RESERVED_KEYS, TERMINAL_TOKEN_KEY
+from sandboxes.models import Sandbox
+
+
+class ActionNotAllowed(Exception):
+    """A start/stop/delete the project's current status does not allow; the message says why."""
+
+    def __init__(self, message: str, code: str = "ACTION_NOT_ALLOWED"):
+        super().__init__(message)
+        self.code = code
+
+
+class KubeconfigMissing(Exception):
+    code = "KUBECONFIG_MISSING"
+
+
+START, STOP, DELETE = "start", "stop", "delete"
+
+# From the original system's table, kept as data so the UI can offer only what is allowed.
+ALLOWED_ACTIONS = {
+    ProjectStatus.RUNNING: {STOP, DELETE},
+    ProjectStatus.STOPPED: {START, DELETE},
+    ProjectStatus.PARTIAL: {START, STOP, DELETE},
+    ProjectStatus.ERROR: {START, STOP, DELETE},
+    ProjectStatus.STARTING: {STOP, DELETE},
+    ProjectStatus.STOPPING: {START, DELETE},
+    ProjectStatus.CREATING: {DELETE},
+    ProjectStatus.UPDATING: {DELETE},
+    ProjectStatus.TERMINATING: set(),
+    ProjectStatus.TERMINATED: set(),
+}
+# Start and stop are refused while any resource is in one of these.
+_BLOCKS_START_STOP = {
+    ResourceStatus.CREATING,
+    ResourceStatus.UPDATING,
+    ResourceStatus.TERMINATING,
+    ResourceStatus.TERMINATED,
+}
+
+TERMINAL_TOKEN_BYTES = 32  # 256 bits, url-safe base64 → 43 characters
+
+
+def allowed_actions(status: str, resource_statuses: list[str]) -> set[str]:
+    actions = set(ALLOWED_ACTIONS.get(status, set()))
+    if _BLOCKS_START_STOP & set(resource_statuses):
+        actions -= {START, STOP}
+    return actions
+
+
+def check_action(project: Project, action: str, resource_statuses: list[str]) -> None:
+    if action in allowed_actions(project.status, resource_statuses):
+        return
+    blocking = sorted(_BLOCKS_START_STOP & set(resource_statuses))
+    if action in ALLOWED_ACTIONS.get(project.status, set()) and blocking:
+        raise ActionNotAllowed(f"Cannot {action} the project while a resource is {blocking[0]}.")
+    raise ActionNotAllowed(f"Cannot {action} a project that is {project.status}.")
+
+
+def _queue_reconcile(sandbox_ids, database_ids) -> None:
+    from databases.tasks import reconcile_database
+    from sandboxes.tasks import reconcile_sandbox
+
+    for database_id in database_ids:
+        reconcile_database.delay(database_id)
+    for sandbox_id in sandbox_ids:
+        reconcile_sandbox.delay(sandbox_id)
+
+
+def queue_after_commit(sandbox_ids=(), database_ids=()) -> None:
+    sandbox_ids, database_ids = list(sandbox_ids), list(database_ids)
+    transaction.on_commit(lambda: _queue_reconcile(sandbox_ids, database_ids))
+
+
+def refresh_project_status(project_id: int) -> str:
+    """Re-aggregates one project's status from its resources and stores it if it changed."""
+    statuses = list(Sandbox.objects.filter(project_id=project_id).values_list("status", flat=True))
+    statuses += list(Database.objects.filter(project_id=project_id).values_list("status", flat=True))
+    status = aggregate_status(statuses)
+    Project.objects.filter(pk=project_id).exclude(status=status).update(status=status, updated=timezone.now())
+    return status
+
+
+def user_has_kubeconfig(user) -> bool:
+    return UserConfig.objects.filter(user=user, key=ConfigKey.KUBECONFIG).exists()
+
+
+@transaction.atomic
+def do_create_project(user, *, name: str, description: str = "") -> Project:
+    """Records a new project with its sandbox, database and terminal token; answers at once."""
+    name = validate_project_name(name)
+    if settings.SANDBOX_BACKEND == "kubernetes" and not user_has_kubeconfig(user):
+        raise KubeconfigMissing("Add your kubeconfig in settings before creating a project.")
+    k8s_name = k8s_project_name(name)
+    project = Project.objects.create(user=user, name=name, k8s_name=k8s_name, description=description.strip())
+    now = timezone.now()
+    sandbox = Sandbox.objects.create(project=project, name=resource_name(k8s_name), next_check_at=now)
+    database = Database.objects.create(project=project, name=resource_name(k8s_name), next_check_at=now)
+    Environment.objects.create(
+        project=project,
+        key=TERMINAL_TOKEN_KEY,
+        value=secrets.token_urlsafe(TERMINAL_TOKEN_BYTES),
+        category=EnvironmentCategory.TTYD,
+        is_secret=True,
+    )
+    queue_after_commit([sandbox.pk], [database.pk])
+    return project
+
+
+def _locked_project(project: Project) -> tuple[Project, list[Sandbox], list[Database]]:
+    project = Project.objects.select_for_update().get(pk=project.pk)
+    # Rows locked in a fixed order (sandboxes, then databases, by pk) so two services never deadlock.
+    sandboxes = list(Sandbox.objects.select_for_update().filter(project=project).order_by("pk"))
+    databases = list(Database.objects.select_for_update().filter(project=project).order_by("pk"))
+    return project, sandboxes, databases
+
+
+def _set_desired(resources, status: str, *, skip: set[str]) -> list[int]:
+    """Moves resources to a transitional status, clears their error and retry count."""
+    changed = []
+    now = timezone.now()
+    for resource in resources:
+        if resource.status in skip:
+            continue
+        type(resource).objects.filter(pk=resource.pk).update(
+            status=status, next_check_at=now, last_error="", attempts=0, updated=now
+        )
+        changed.append(resource.pk)
+    return changed
+
+
+def _run_action(project: Project, action: str, target: str, skip: set[str]) -> Project:
+    project, sandboxes, databases = _locked_project(project)
+    check_action(project, action, [r.status for r in sandboxes + databases])
+    sandbox_ids = _set_desired(sandboxes, target, skip=skip)
+    database_ids = _set_desired(databases, target, skip=skip)
+    refresh_project_status(project.pk)
+    queue_after_commit(sandbox_ids, database_ids)
+    project.refresh_from_db()
+    return project
+
+
+@transaction.atomic
+def do_start_project(project: Project) -> Project:
+    """STOPPED, STOPPING or ERROR resources → STARTING (an ERROR one is re-created as needed)."""
+    return _run_action(project, START, ResourceStatus.STARTING, {ResourceStatus.RUNNING, ResourceStatus.STARTING})
+
+
+@transaction.atomic
+def do_stop_project(project: Project) -> Project:
+    return _run_action(project, STOP, ResourceStatus.STOPPING, {ResourceStatus.STOPPED, ResourceStatus.STOPPING})
+
+
+@transaction.atomic
+def do_delete_project(project: Project) -> Project:
+    """Soft delete: resources → TERMINATING → TERMINATED; the rows stay for the audit trail."""
+    return _run_action(
+        project, DELETE, ResourceStatus.TERMINATING, {ResourceStatus.TERMINATED, ResourceStatus.TERMINATING}
+    )
+
+
+# --- environment variables -----------------------------------------------------------------------
+
+ENVIRONMENT_KEY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+MAX_ENVIRONMENT_VALUE_BYTES = 32 * 1024
+
+
+def validate_variable(key: str, value: str) -> None:
+    if not ENVIRONMENT_KEY_PATTERN.match(key or ""):
+        raise ValidationError(
+            "A variable name has letters, digits and underscores, does not start with a digit, "
+            "and has at most 128 characters.",
+            code="invalid_key",
+        )
+    if key.upper() in RESERVED_KEYS:
+        raise ValidationError(f"{key} is set by the platform and cannot be changed.", code="reserved_key")
+    if len(value.encode()) > MAX_ENVIRONMENT_VALUE_BYTES:
+        raise ValidationError(
+            f"A variable value has at most {MAX_ENVIRONMENT_VALUE_BYTES // 1024} KiB.", code="value_too_large"
+        )
+    if "\x00" in value:
+        raise ValidationError("A variable value cannot contain a NUL character.", code="invalid_value")
+
+
+@transaction.atomic
+def do_set_variables(project: Project, variables: list[dict]) -> list[Environment]:
+    """Creates or updates each given key; keys not given are left alone (never a bulk replace)."""
+    for item in variables:
+        validate_variable(item["key"], item.get("value", ""))
+    rows = []
+    for item in variables:
+        category = item.get("category") or EnvironmentCategory.GENERAL
+        is_secret = bool(item.get("is_secret")) or category == EnvironmentCategory.SECRET
+        row, _ = Environment.objects.update_or_create(
+            project=project,
+            key=item["key"],
+            defaults={"value": item.get("value", ""), "category": category, "is_secret": is_secret},
+        )
+        rows.append(row)
+    if rows:
+        environment_changed(project.pk)
+    return rows
+
+
+@transaction.atomic
+def do_delete_variable(project: Project, key: str) -> bool:
+    if key == TERMINAL_TOKEN_KEY:
+        raise ValidationError(f"{key} is set by the platform and cannot be deleted.", code="reserved_key")
+    deleted, _ = Environment.objects.filter(project=project, key=key).delete()
+    if deleted:
+        environment_changed(project.pk)
+    return bool(deleted)
+
+
+def environment_changed(project_id: int) -> None:
+    from sandboxes.services import environment_changed_for_projects
+
+    environment_changed_for_projects([project_id])

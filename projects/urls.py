@@ -1,0 +1,7 @@
+from django.urls import path
+
+from projects import views
+
+urlpatterns = [
+    path("", views.project_list, name="project-list"),
+]

@@ -1,0 +1,97 @@
+"""The sandbox backend interface, shared by the local and the Kubernetes backends.
+
+The reconcile engine builds a ``SandboxSpec`` from the database (the backend never touches models)
+and calls one method per step, outside any transaction. Every method is idempotent: calling it
+twice, or after a crash half-way through, converges to the same infrastructure. Methods raise
+``fullstackagent.errors.RetryableError`` or ``PermanentError``; anything else counts as retryable.
+"""
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import BinaryIO, Mapping, Protocol
+
+
+class SandboxPhase(str, Enum):
+    """What the backend sees, before the engine maps it to a ResourceStatus."""
+
+    MISSING = "missing"  # nothing exists (never created, or fully deleted)
+    STARTING = "starting"  # exists, not serving yet (process booting, pod not ready, rolling)
+    RUNNING = "running"  # serving the terminal with the environment it reports
+    STOPPING = "stopping"  # scaled to zero / signalled, something still runs
+    STOPPED = "stopped"  # exists (workspace, volume), nothing runs
+    FAILED = "failed"  # exists but cannot run (crash loop, image pull error); see message
+
+
+@dataclass(frozen=True)
+class Owner:
+    user_id: int
+    # The user's kubeconfig (UserConfig KUBECONFIG), decrypted; None when the user has none.
+    kubeconfig: str | None = None
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    sandbox_id: int
+    name: str  # `<k8s project name>-agentruntime-<6>`: valid DNS label
+    project_id: int
+    project_name: str  # as the user typed it
+    project_k8s_name: str
+    namespace: str  # empty for the local backend; the kubeconfig's namespace once known
+    owner: Owner
+    # The complete environment the sandbox must run with, TTYD_ACCESS_TOKEN and DATABASE_URL included.
+    environment: Mapping[str, str]
+    environment_hash: str  # sha256 of the canonical environment; see sandboxes.environment
+    # What this backend stored last time (pids, ports, generations); never trusted blindly.
+    runtime_state: Mapping = field(default_factory=dict)
+
+
+@dataclass
+class SandboxObservation:
+    phase: SandboxPhase
+    # The hash of the environment the running sandbox actually has ("" when unknown/not running).
+    applied_environment_hash: str = ""
+    public_url: str = ""  # the user's app (port 3000)
+    ttyd_url: str = ""  # the terminal upstream, for operators; never shown to a browser
+    namespace: str = ""
+    message: str = ""  # why FAILED / what is being waited on
+    runtime_state: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TerminalUpstream:
+    """How the platform's terminal proxy reaches ttyd; the browser sees none of it."""
+
+    url: str  # ws://host:port/ws (ttyd's websocket path)
+    # ttyd's credential as its `AuthToken` JSON field expects it: base64("user:password").
+    auth_token: str
+    headers: Mapping[str, str] = field(default_factory=dict)  # e.g. Authorization: Basic ..
+    subprotocols: tuple[str, ...] = ("tty",)
+
+
+class SandboxBackend(Protocol):
+    def create(self, spec: SandboxSpec) -> SandboxObservation:
+        """Make the sandbox exist and run with ``spec.environment`` (re-creating missing parts)."""
+
+    def start(self, spec: SandboxSpec) -> SandboxObservation:
+        """Run a stopped sandbox again with its kept workspace; create missing parts."""
+
+    def stop(self, spec: SandboxSpec) -> SandboxObservation:
+        """Stop every process, keep the workspace/volume."""
+
+    def delete(self, spec: SandboxSpec) -> SandboxObservation:
+        """Remove everything, workspace/volume included. MISSING when done."""
+
+    def observe(self, spec: SandboxSpec) -> SandboxObservation:
+        """Read the actual state; changes nothing."""
+
+    def apply_environment(self, spec: SandboxSpec) -> SandboxObservation:
+        """Give the running sandbox ``spec.environment`` (restart/roll as needed), removals included."""
+
+    def terminal_upstream(self, spec: SandboxSpec) -> TerminalUpstream:
+        """Where the terminal proxy connects, with the credentials it adds."""
+
+    def upload_file(self, spec: SandboxSpec, directory: str, filename: str, content: BinaryIO) -> str:
+        """Write a file into ``directory`` (absolute, inside the workspace) and return its path."""
+
+    def terminal_cwd(self, spec: SandboxSpec, session_name: str) -> str:
+        """The current directory of the named terminal session's shell (for uploads)."""

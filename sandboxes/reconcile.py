@@ -1,0 +1,136 @@
+"""One reconcile step for a sandbox: read the desired state from the row, act through the backend."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from databases.models import Database
+from fullstackagent.reconcile import StepResult
+from fullstackagent.status import ResourceStatus
+from identities.models import ConfigKey
+from identities.services import user_config_map
+from projects.models import Environment
+from sandboxes.backends import get_sandbox_backend
+from sandboxes.backends.base import Owner, SandboxObservation, SandboxPhase, SandboxSpec
+from sandboxes.environment import build_environment, environment_hash
+from sandboxes.models import Sandbox
+
+# How long a new sandbox waits for its database's URL before starting without DATABASE_URL (it
+# then gets it through an environment update). Local databases take well under a second.
+DATABASE_WAIT_SECONDS = 15
+
+
+def build_spec(sandbox: Sandbox) -> SandboxSpec:
+    project = sandbox.project
+    user_config = user_config_map(project.user_id)
+    database = Database.objects.filter(project_id=project.pk).exclude(status=ResourceStatus.TERMINATED).first()
+    environment = build_environment(
+        project_name=project.name,
+        project_variables=dict(Environment.objects.filter(project_id=project.pk).values_list("key", "value")),
+        database_url=database.connection_url if database else "",
+        user_config=user_config,
+    )
+    return SandboxSpec(
+        sandbox_id=sandbox.pk,
+        name=sandbox.name,
+        project_id=project.pk,
+        project_name=project.name,
+        project_k8s_name=project.k8s_name,
+        namespace=sandbox.k8s_namespace,
+        owner=Owner(user_id=project.user_id, kubeconfig=user_config.get(ConfigKey.KUBECONFIG) or None),
+        environment=environment,
+        environment_hash=environment_hash(environment),
+        runtime_state=dict(sandbox.runtime_state or {}),
+    )
+
+
+def _observed_fields(observation: SandboxObservation) -> dict:
+    fields = {"runtime_state": observation.runtime_state}
+    if observation.public_url:
+        fields["public_url"] = observation.public_url
+    if observation.ttyd_url:
+        fields["ttyd_url"] = observation.ttyd_url
+    if observation.namespace:
+        fields["k8s_namespace"] = observation.namespace
+    if observation.phase == SandboxPhase.RUNNING:
+        fields["applied_environment_hash"] = observation.applied_environment_hash
+    return fields
+
+
+def _towards_running(status: str, observation: SandboxObservation, spec: SandboxSpec, poll: float) -> StepResult:
+    fields = _observed_fields(observation)
+    if observation.phase == SandboxPhase.RUNNING:
+        if observation.applied_environment_hash != spec.environment_hash:
+            return StepResult(ResourceStatus.UPDATING, recheck_in=0, fields=fields)
+        return StepResult(ResourceStatus.RUNNING, recheck_in=settings.RECONCILE_DRIFT_CHECK_SECONDS, fields=fields)
+    if observation.phase == SandboxPhase.FAILED:
+        return StepResult(ResourceStatus.ERROR, last_error=observation.message or "The sandbox failed to start.", fields=fields)
+    # Still booting: CREATING becomes STARTING once something exists.
+    next_status = ResourceStatus.STARTING if status == ResourceStatus.CREATING else status
+    return StepResult(next_status, recheck_in=poll, last_error="", fields=fields)
+
+
+def _database_pending(sandbox: Sandbox) -> bool:
+    database = Database.objects.filter(project_id=sandbox.project_id).first()
+    if database is None or database.connection_url:
+        return False
+    if database.status not in (ResourceStatus.CREATING, ResourceStatus.STARTING):
+        return False
+    return timezone.now() - sandbox.created < timedelta(seconds=DATABASE_WAIT_SECONDS)
+
+
+def step(sandbox: Sandbox) -> StepResult:
+    backend = get_sandbox_backend()
+    poll = getattr(backend, "poll_interval", 1.0)
+    status = sandbox.status
+    if status in (ResourceStatus.STOPPED, ResourceStatus.TERMINATED, ResourceStatus.ERROR):
+        # Nothing is due: these change only when the user asks (start, delete).
+        return StepResult(status)
+    if status == ResourceStatus.CREATING and _database_pending(sandbox):
+        return StepResult(status, recheck_in=poll)
+    spec = build_spec(sandbox)
+
+    if status == ResourceStatus.CREATING:
+        return _towards_running(status, backend.create(spec), spec, poll)
+    if status == ResourceStatus.STARTING:
+        return _towards_running(status, backend.start(spec), spec, poll)
+    if status == ResourceStatus.UPDATING:
+        observation = backend.observe(spec)
+        if not (
+            observation.phase == SandboxPhase.RUNNING
+            and observation.applied_environment_hash == spec.environment_hash
+        ):
+            observation = backend.apply_environment(spec)
+        if observation.phase == SandboxPhase.RUNNING and observation.applied_environment_hash == spec.environment_hash:
+            return StepResult(ResourceStatus.RUNNING, recheck_in=settings.RECONCILE_DRIFT_CHECK_SECONDS, fields=_observed_fields(observation))
+        if observation.phase == SandboxPhase.FAILED:
+            return StepResult(ResourceStatus.ERROR, last_error=observation.message, fields=_observed_fields(observation))
+        return StepResult(ResourceStatus.UPDATING, recheck_in=poll, fields=_observed_fields(observation))
+    if status == ResourceStatus.RUNNING:
+        observation = backend.observe(spec)
+        if observation.phase in (SandboxPhase.MISSING, SandboxPhase.STOPPED, SandboxPhase.FAILED, SandboxPhase.STOPPING):
+            # Drift: the user wants this sandbox running and it is not (a crashed process, a
+            # machine restart, a pod deleted by hand). Like a StatefulSet controller we bring it
+            # back, through STARTING so the UI shows it, and say why in last_error. An environment
+            # that keeps failing ends in ERROR through the retry limit instead of flapping forever.
+            return StepResult(
+                ResourceStatus.STARTING,
+                recheck_in=0,
+                last_error=f"The sandbox was found {observation.phase.value} while it should run; restarting it.",
+                fields=_observed_fields(observation),
+            )
+        return _towards_running(status, observation, spec, poll)
+    if status == ResourceStatus.STOPPING:
+        observation = backend.stop(spec)
+        fields = _observed_fields(observation)
+        if observation.phase in (SandboxPhase.STOPPED, SandboxPhase.MISSING):
+            return StepResult(ResourceStatus.STOPPED, fields=fields)
+        return StepResult(status, recheck_in=poll, fields=fields)
+    if status == ResourceStatus.TERMINATING:
+        observation = backend.delete(spec)
+        fields = _observed_fields(observation)
+        if observation.phase == SandboxPhase.MISSING:
+            return StepResult(ResourceStatus.TERMINATED, fields=fields)
+        return StepResult(status, recheck_in=poll, fields=fields)
+    raise ValueError(f"unknown sandbox status {status!r}")

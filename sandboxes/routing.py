@@ -1,0 +1,3 @@
+"""Websocket routes of the sandboxes app (the terminal proxy)."""
+
+websocket_urlpatterns = []

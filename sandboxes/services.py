@@ -1,0 +1,43 @@
+"""Sandbox-side services: the environment a sandbox should have, and reacting to its changes."""
+
+from django.db import transaction
+from django.utils import timezone
+
+from fullstackagent.status import ResourceStatus
+from sandboxes.models import Sandbox
+
+
+def environment_changed_for_projects(project_ids) -> None:
+    """A variable, the database URL or a user setting changed: running sandboxes of these projects
+    go to UPDATING (the reconciler re-applies the environment, or returns to RUNNING at once when
+    the effective environment did not change); others just get looked at."""
+    now = timezone.now()
+    running = Sandbox.objects.filter(project_id__in=project_ids, status=ResourceStatus.RUNNING)
+    updating_ids = list(running.values_list("pk", flat=True))
+    running.update(status=ResourceStatus.UPDATING, next_check_at=now, updated=now)
+    others = Sandbox.objects.filter(project_id__in=project_ids).exclude(
+        status__in=[ResourceStatus.TERMINATED, ResourceStatus.ERROR, ResourceStatus.STOPPED]
+    ).exclude(pk__in=updating_ids)
+    other_ids = list(others.values_list("pk", flat=True))
+    others.update(next_check_at=now)
+    if updating_ids:
+        from projects.services import refresh_project_status
+
+        for project_id in set(Sandbox.objects.filter(pk__in=updating_ids).values_list("project_id", flat=True)):
+            refresh_project_status(project_id)
+
+    def queue():
+        from sandboxes.tasks import reconcile_sandbox
+
+        for sandbox_id in updating_ids + other_ids:
+            reconcile_sandbox.delay(sandbox_id)
+
+    transaction.on_commit(queue)
+
+
+def environment_changed_for_user(user_id: int) -> None:
+    from projects.models import Project
+
+    project_ids = list(Project.objects.filter(user_id=user_id).visible().values_list("pk", flat=True))
+    if project_ids:
+        environment_changed_for_projects(project_ids)

@@ -1,0 +1,22 @@
+from celery import shared_task
+from django.conf import settings
+
+from fullstackagent.reconcile import run_step
+from sandboxes import reconcile
+from sandboxes.models import Sandbox
+
+
+@shared_task(name="sandboxes.tasks.reconcile_sandbox", ignore_result=True)
+def reconcile_sandbox(sandbox_id: int) -> None:
+    """One step for one sandbox; safe to run twice, concurrently, or after a crash."""
+    from projects.services import refresh_project_status
+
+    row, result, landed = run_step(Sandbox, sandbox_id, reconcile.step)
+    if row is None:
+        return
+    refresh_project_status(row.project_id)
+    if not landed:
+        reconcile_sandbox.apply_async((sandbox_id,), countdown=0.05)
+    elif result.recheck_in is not None and result.recheck_in <= settings.RECONCILE_INTERVAL_SECONDS:
+        # Short waits (a process booting) are not left to the next beat tick.
+        reconcile_sandbox.apply_async((sandbox_id,), countdown=result.recheck_in)
