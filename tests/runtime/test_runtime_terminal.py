@@ -1,0 +1,177 @@
+"""The terminal a sandbox serves: real ttyd from the entrypoint, real tmux, a websocket client.
+
+A shell's output arrives through tmux, which redraws the screen with escape sequences
+and shows a clock in its status line; assertions look for text only the command can
+produce, on a line of its own.
+"""
+
+import time
+
+import pytest
+from websockets.exceptions import InvalidMessage, InvalidStatus
+
+ANSWER = r"(?m)^42\s*$"  # `echo $((6*7))` printed 42; the typed command does not contain it
+
+
+def test_terminal_with_the_token_gets_a_shell(make_sandbox):
+    sandbox = make_sandbox()
+    sandbox.start()
+
+    terminal = sandbox.terminal()
+    terminal.read_until("demo:")  # the seeded .bashrc ran: a login shell reads .profile -> .bashrc
+    terminal.type("echo $((6*7))\r")
+    terminal.read_until(ANSWER)
+    terminal.type('echo "token:${TTYD_ACCESS_TOKEN:-absent}"\r')
+    screen = terminal.read_until(r"(?m)^token:\w+$")
+
+    assert "token:absent" in screen
+    assert sandbox.token not in screen
+    terminal.close()
+
+
+@pytest.mark.parametrize(
+    ("header_token", "auth_token"),
+    [
+        ("right", "wrong"),  # upgrade accepted, first message carries the wrong token
+        ("right", None),  # upgrade accepted, first message has no AuthToken at all
+    ],
+)
+def test_terminal_with_a_wrong_or_missing_auth_token_is_closed_before_any_process(
+    make_sandbox, header_token, auth_token
+):
+    sandbox = make_sandbox()
+    sandbox.start()
+    ttyd_pid = sandbox.process.pid  # the entrypoint exec'd ttyd: same pid
+    tokens = {"right": sandbox.token, "wrong": "w" * 40, None: None}
+    assert sandbox.children() == []
+
+    terminal = sandbox.terminal(header_token=tokens[header_token], auth_token=tokens[auth_token])
+    close_code = terminal.wait_closed()
+    time.sleep(0.2)
+
+    assert close_code == 1008  # policy violation
+    assert terminal.raw == b""
+    assert sandbox.children() == []
+    # Control: the same check does see the process a good connection spawns.
+    good = sandbox.terminal()
+    good.read_until("demo:")
+    assert len(sandbox.children()) == 1
+    good.close()
+    assert ttyd_pid == sandbox.process.pid
+
+
+@pytest.mark.parametrize("header_token", [None, "w" * 40])
+def test_terminal_without_the_basic_credential_is_refused_at_the_handshake(make_sandbox, header_token):
+    sandbox = make_sandbox()
+    sandbox.start()
+
+    with pytest.raises((InvalidMessage, InvalidStatus)):
+        sandbox.terminal(header_token=header_token, auth_token=sandbox.token)
+    time.sleep(0.2)
+
+    assert sandbox.children() == []
+
+
+def test_reconnect_returns_to_the_same_tmux_session_with_its_scrollback(make_sandbox):
+    sandbox = make_sandbox()
+    sandbox.start()
+
+    first = sandbox.terminal(session="work")
+    first.read_until("demo:")
+    first.type("export MARK=xyz; for i in $(seq 1 200); do echo line-$i; done\r")
+    first.read_until(r"(?m)^line-200\s*$")
+    first.close()
+    time.sleep(0.2)  # ttyd hangs up the tmux client; the session must outlive it
+
+    second = sandbox.terminal(session="work")
+    second.type('echo "mark=$MARK"\r')
+    second.read_until(r"(?m)^mark=xyz\s*$")
+
+    assert sandbox.tmux("list-sessions", "-F", "#{session_name}").stdout == "work\n"
+    assert sandbox.tmux("show-options", "-gv", "history-limit").stdout == "10000\n"
+    history = sandbox.tmux("capture-pane", "-p", "-S", "-", "-t", "=work:").stdout.splitlines()
+    # 200 lines do not fit a 30-row screen: the early ones are tmux's scrollback.
+    assert [line for line in history if line.startswith("line-")] == [f"line-{i}" for i in range(1, 201)]
+    second.close()
+
+
+@pytest.mark.parametrize("session", ["bad;name", "a" * 33, "..", "x y"])
+def test_terminal_refuses_a_session_name_outside_the_allowed_characters(make_sandbox, session):
+    sandbox = make_sandbox()
+    sandbox.start()
+
+    terminal = sandbox.terminal(session=session.replace(" ", "%20").replace(";", "%3B"))
+    close_code = terminal.wait_closed()
+    time.sleep(0.2)
+
+    # The script's message may or may not arrive: ttyd drops output still unread
+    # when the command exits. The exit status and the absence of tmux are what count.
+    assert close_code == 1006  # ttyd's code for a command that exited non-zero
+    assert sandbox.tmux("list-sessions").returncode == 1  # no tmux server was started
+    assert sandbox.children() == []
+
+
+def test_claude_code_starts_in_the_first_terminal_only(make_sandbox, fake_claude):
+    claude, invocations = fake_claude
+    prompt = 'Build the app with "Next.js" & keep $HOME literal; it\'s fine'
+    sandbox = make_sandbox()
+    sandbox.env.update(
+        CLAUDE_BIN=str(claude), ANTHROPIC_AUTH_TOKEN="sk-test", FULLSTACKAGENT_SYSTEM_PROMPT=prompt
+    )
+    # A marker left by the previous life of this container (`docker restart` keeps /tmp).
+    sandbox.run_dir.mkdir()
+    (sandbox.run_dir / "fullstackagent-claude-started").touch()
+    sandbox.start()
+
+    first = sandbox.terminal()
+    first.read_until("demo:")  # claude exited; the login shell took over in the same pane
+    first.type("echo $((6*7))\r")
+    first.read_until(ANSWER)
+    second = sandbox.terminal(session="second")
+    second.type("echo $((6*7))\r")
+    second.read_until(ANSWER)
+    first.close()
+    again = sandbox.terminal()  # reattaching to `main` does not start it again
+    again.type("echo $((6*7))\r")
+    again.read_until(ANSWER)
+
+    assert invocations() == [["--append-system-prompt", prompt]]
+    assert (sandbox.run_dir / "fullstackagent-claude-started").exists()
+    second.close()
+    again.close()
+
+
+def test_claude_code_does_not_start_without_an_anthropic_key(make_sandbox, fake_claude):
+    claude, invocations = fake_claude
+    sandbox = make_sandbox()
+    sandbox.env.update(CLAUDE_BIN=str(claude), FULLSTACKAGENT_SYSTEM_PROMPT="anything")
+    sandbox.start()
+
+    terminal = sandbox.terminal()
+    terminal.type("echo $((6*7))\r")
+    terminal.read_until(ANSWER)
+
+    assert invocations() == []
+    assert not (sandbox.run_dir / "fullstackagent-claude-started").exists()
+    terminal.close()
+
+
+def test_terminal_without_tmux_falls_back_to_a_login_shell(make_sandbox, fake_claude):
+    claude, invocations = fake_claude
+    sandbox = make_sandbox()
+    sandbox.env.update(TMUX_BIN=str(sandbox.root / "no-tmux-here"), CLAUDE_BIN=str(claude), ANTHROPIC_API_KEY="sk-test")
+    sandbox.start()
+
+    first = sandbox.terminal()
+    first.read_until("demo:")
+    first.type("echo $((6*7))\r")
+    first.read_until(ANSWER)
+    second = sandbox.terminal()
+    second.type("echo $((6*7))\r")
+    second.read_until(ANSWER)
+
+    assert invocations() == [[]]  # no prompt configured: no --append-system-prompt either
+    assert sandbox.tmux("list-sessions").returncode == 1
+    assert len(sandbox.children()) == 2  # one plain shell per connection
+    first.close()
+    second.close()
