@@ -24,6 +24,7 @@ def build_spec(database: Database) -> DatabaseSpec:
         namespace=database.k8s_namespace,
         owner=Owner(user_id=project.user_id, kubeconfig=kubeconfig or None),
         runtime_state=dict(database.runtime_state or {}),
+        connection_url=database.connection_url or "",
     )
 
 

@@ -1,17 +1,9 @@
 """Fixtures shared by every app's tests. Services (PostgreSQL, Redis) come from
 fullstackagent.testing.plugin; these fixtures add users, clients and a real Celery worker."""
 
-import os
-import subprocess
-import sys
-import time
-from pathlib import Path
-from urllib.parse import quote
-
 import pytest
-from django.conf import settings
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from fullstackagent.testing.processes import CeleryWorker
 
 
 @pytest.fixture
@@ -42,75 +34,13 @@ def user_client(client, user):
     return client
 
 
-def test_database_url() -> str:
-    """The URL of this run's test database, for processes started by the tests."""
-    db = settings.DATABASES["default"]
-    return (
-        f"postgresql://{quote(db['USER'])}:{quote(db['PASSWORD'])}@{db['HOST']}:{db['PORT']}/{quote(db['NAME'])}"
-    )
-
-
-test_database_url.__test__ = False
-
-
-def platform_process_environment(**extra) -> dict:
-    environment = dict(os.environ)
-    environment.update(
-        DJANGO_SETTINGS_MODULE="fullstackagent.settings",
-        DATABASE_URL=test_database_url(),
-        DATABASE_TEST_NAME="",
-        PYTHONUNBUFFERED="1",
-    )
-    environment.update({key: str(value) for key, value in extra.items()})
-    return environment
-
-
-class CeleryWorker:
-    """A real `celery worker` (with an embedded beat) against this run's test database and Redis."""
-
-    def __init__(self, tmp_path: Path, beat: bool = True, concurrency: int = 4, name: str = "w1"):
-        self.log_path = tmp_path / f"celery-{name}.log"
-        command = [
-            sys.executable, "-m", "celery", "-A", "fullstackagent", "worker",
-            "--pool", "threads", "--concurrency", str(concurrency), "--loglevel", "INFO",
-            "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"{name}@%h",
-        ]
-        if beat:
-            command += ["--beat", "--schedule", str(tmp_path / f"beat-{name}")]
-        self.log = open(self.log_path, "w")
-        self.process = subprocess.Popen(
-            command, cwd=PROJECT_ROOT, env=platform_process_environment(), stdout=self.log, stderr=subprocess.STDOUT
-        )
-        deadline = time.monotonic() + 30
-        while "ready." not in self.log_path.read_text():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"celery worker did not start:\n{self.log_path.read_text()[-4000:]}")
-            time.sleep(0.1)
-
-    def output(self) -> str:
-        return self.log_path.read_text()
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup runs, as in a crashed machine."""
-        self.process.kill()
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
-
-
 @pytest.fixture
 def celery_worker(transactional_db, tmp_path):
     worker = CeleryWorker(tmp_path)
     yield worker
     worker.stop()
+    # Captured by pytest and shown only when the test failed.
+    print(f"--- celery worker log ---\n{worker.output()[-6000:]}")
 
 
 @pytest.fixture
@@ -125,15 +55,3 @@ def start_celery_worker(transactional_db, tmp_path):
     yield start
     for worker in workers:
         worker.stop()
-
-
-def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, message: str = "condition"):
-    """Polls until predicate() is truthy; returns its value or fails with the message."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)

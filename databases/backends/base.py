@@ -30,6 +30,8 @@ class DatabaseSpec:
     namespace: str
     owner: Owner
     runtime_state: Mapping = field(default_factory=dict)
+    # The URL recorded so far (decrypted), so a backend can keep the password it already gave out.
+    connection_url: str = ""
 
 
 @dataclass

@@ -88,7 +88,9 @@ class SandboxBackend(Protocol):
         """Give the running sandbox ``spec.environment`` (restart/roll as needed), removals included."""
 
     def terminal_upstream(self, spec: SandboxSpec) -> TerminalUpstream:
-        """Where the terminal proxy connects, with the credentials it adds."""
+        """Where the terminal proxy connects, with the credentials it adds. The proxy appends
+        ``?arg=<session name>`` to the URL: the sandbox's terminal command (runtime/terminal-session.sh)
+        takes it as the tmux session to attach to."""
 
     def upload_file(self, spec: SandboxSpec, directory: str, filename: str, content: BinaryIO) -> str:
         """Write a file into ``directory`` (absolute, inside the workspace) and return its path."""
