@@ -80,3 +80,34 @@ class UserConfig(models.Model):
 
     def __str__(self):
         return f"{self.user} {self.key}"
+
+
+class ApiToken(models.Model):
+    """A personal API token: a script sends it as ``Authorization: Bearer <token>`` and acts as the user.
+
+    Only a SHA-256 hash of the token is stored. The token carries 256 random bits, so a fast hash
+    is enough (no one can guess their way through the space) and lets a request find its row with
+    one indexed lookup. The clear token is shown once, when it is created (identities.tokens).
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=64)
+    # The first characters of the clear token, so a user can tell their tokens apart; not secret.
+    prefix = models.CharField(max_length=16)
+    token_hash = models.CharField(max_length=64, unique=True)
+    created = models.DateTimeField(auto_now_add=True)
+    # Updated at most once a minute (identities.tokens.LAST_USED_PRECISION) to keep requests cheap.
+    last_used = models.DateTimeField(null=True, blank=True)
+    # When the user revoked it; a revoked token never authenticates again.
+    revoked = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [models.Index(fields=["user", "-created"], name="apitoken_user_created_idx")]
+
+    def __str__(self):
+        return f"{self.user} {self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked is None
