@@ -19,6 +19,7 @@ from sandboxes.models import Sandbox
 # How long a new sandbox waits for its database's URL before starting without DATABASE_URL (it
 # then gets it through an environment update). Local databases take well under a second.
 DATABASE_WAIT_SECONDS = 15
+DRIFT_NOTE = "The sandbox was found"
 
 
 def build_spec(sandbox: Sandbox) -> SandboxSpec:
@@ -94,7 +95,11 @@ def step(sandbox: Sandbox) -> StepResult:
     if status == ResourceStatus.CREATING:
         return _towards_running(status, backend.create(spec), spec, poll)
     if status == ResourceStatus.STARTING:
-        return _towards_running(status, backend.start(spec), spec, poll)
+        result = _towards_running(status, backend.start(spec), spec, poll)
+        if not result.last_error and sandbox.last_error.startswith(DRIFT_NOTE):
+            # Keep saying why it restarted, until the user's next start/stop clears it.
+            result.last_error = sandbox.last_error
+        return result
     if status == ResourceStatus.UPDATING:
         observation = backend.observe(spec)
         if not (
@@ -117,7 +122,7 @@ def step(sandbox: Sandbox) -> StepResult:
             return StepResult(
                 ResourceStatus.STARTING,
                 recheck_in=0,
-                last_error=f"The sandbox was found {observation.phase.value} while it should run; restarting it.",
+                last_error=f"{DRIFT_NOTE} {observation.phase.value} while it should run; restarting it.",
                 fields=_observed_fields(observation),
             )
         return _towards_running(status, observation, spec, poll)

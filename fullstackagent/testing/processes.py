@@ -39,7 +39,9 @@ def platform_process_environment(**extra) -> dict:
 class CeleryWorker:
     """A real `celery worker` (with an embedded beat) against this run's test database and Redis."""
 
-    def __init__(self, tmp_path: Path, beat: bool = True, concurrency: int = 4, name: str = "w1"):
+    def __init__(
+        self, tmp_path: Path, beat: bool = True, concurrency: int = 4, name: str = "w1", environment: dict | None = None
+    ):
         self.log_path = tmp_path / f"celery-{name}.log"
         command = [
             sys.executable, "-m", "celery", "-A", "fullstackagent", "worker",
@@ -50,7 +52,11 @@ class CeleryWorker:
             command += ["--beat", "--schedule", str(tmp_path / f"beat-{name}")]
         self.log = open(self.log_path, "w")
         self.process = subprocess.Popen(
-            command, cwd=PROJECT_ROOT, env=platform_process_environment(), stdout=self.log, stderr=subprocess.STDOUT
+            command,
+            cwd=PROJECT_ROOT,
+            env=platform_process_environment(**(environment or {})),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 30
         while "ready." not in self.log_path.read_text():

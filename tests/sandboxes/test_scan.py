@@ -1,0 +1,51 @@
+"""The beat's scan: a constant number of queries whatever the number of steady projects."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from databases.models import Database
+from fullstackagent.reconcile import claim_due_ids
+from fullstackagent.status import ResourceStatus
+from fullstackagent.tasks import scan_resources
+from projects.models import Project
+from sandboxes.models import Sandbox
+
+
+def _steady_projects(user, count, *, due=False):
+    now = timezone.now()
+    next_check = now - timedelta(seconds=1) if due else None
+    projects = Project.objects.bulk_create(
+        [Project(user=user, name=f"Steady {i}", k8s_name="steady", status="RUNNING") for i in range(count)]
+    )
+    Sandbox.objects.bulk_create(
+        [Sandbox(project=p, name=f"steady-{p.pk}", status=ResourceStatus.STOPPED, next_check_at=next_check) for p in projects]
+    )
+    Database.objects.bulk_create(
+        [Database(project=p, name=f"steady-{p.pk}", status=ResourceStatus.STOPPED, next_check_at=next_check) for p in projects]
+    )
+    return projects
+
+
+@pytest.mark.parametrize("count", [0, 300])
+def test_scan_tick_queries_do_not_grow_with_steady_projects(user, count, django_assert_num_queries):
+    _steady_projects(user, count)
+    with django_assert_num_queries(2):
+        assert scan_resources() == 0
+
+
+def test_due_rows_are_queued_once_per_lease(user):
+    projects = _steady_projects(user, 3, due=True)
+    first = claim_due_ids(Sandbox)
+    assert sorted(first) == sorted(Sandbox.objects.filter(project__in=projects).values_list("pk", flat=True))
+    # Pushed one lease ahead: the next tick does not queue them again while their task waits.
+    assert claim_due_ids(Sandbox) == []
+
+
+def test_leased_rows_are_not_due(user):
+    _steady_projects(user, 2, due=True)
+    Sandbox.objects.update(locked_until=timezone.now() + timedelta(seconds=30))
+    assert claim_due_ids(Sandbox) == []
+    Sandbox.objects.update(locked_until=timezone.now() - timedelta(seconds=1))
+    assert len(claim_due_ids(Sandbox)) == 2
