@@ -3,3 +3,7 @@ from django.apps import AppConfig
 
 class IdentitiesConfig(AppConfig):
     name = "identities"
+
+    def ready(self):
+        # Connects the receivers that mirror allauth's connected GitHub accounts into identities.
+        from identities import signals  # noqa: F401
