@@ -194,6 +194,9 @@ ENABLE_SEALOS_AUTH = env_bool("ENABLE_SEALOS_AUTH", False)
 GITHUB_CLIENT_ID = env_str("GITHUB_CLIENT_ID", "")
 GITHUB_CLIENT_SECRET = env_str("GITHUB_CLIENT_SECRET", "")
 SEALOS_JWT_SECRET = env_str("SEALOS_JWT_SECRET", "")
+# Origins of the Sealos desktop (e.g. https://cloud.sealos.io) allowed to frame the Sealos sign-in
+# page and to answer its request for the session; empty: the page cannot be framed.
+SEALOS_DESKTOP_ORIGINS = env_list("SEALOS_DESKTOP_ORIGINS", [])
 if ENABLE_GITHUB_AUTH and not (GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET):
     raise ImproperlyConfigured("ENABLE_GITHUB_AUTH needs GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET")
 if ENABLE_SEALOS_AUTH and not SEALOS_JWT_SECRET:
@@ -215,6 +218,9 @@ SOCIALACCOUNT_STORE_TOKENS = False
 SOCIALACCOUNT_PROVIDERS = {
     "github": {
         "SCOPE": ["repo", "read:user"],
+        # Our subclass reads GITHUB_OAUTH_BASE_URL / GITHUB_API_BASE_URL per request (allauth's
+        # own fixes github.com at import) and 404s while ENABLE_GITHUB_AUTH is off.
+        "provider_class": "identities.github.provider.GitHubProvider",
         "APP": {"client_id": GITHUB_CLIENT_ID, "secret": GITHUB_CLIENT_SECRET, "key": ""},
     }
 }
