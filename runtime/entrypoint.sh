@@ -88,11 +88,12 @@ mkdir -p "$workdir" "$FULLSTACKAGENT_RUN_DIR"
 rm -f "$FULLSTACKAGENT_RUN_DIR/fullstackagent-claude-started"
 
 # The token reaches ttyd as `-c user:token` on its command line: ttyd 1.7.7 has no
-# environment variable or file option for the credential (`ttyd --help`). The
-# command line is readable from /proc by processes in the same PID namespace,
-# i.e. only by code already running inside this sandbox as the terminal's own
-# user, which already has everything the token grants. Nothing outside the
-# container sees it, and it is in no environment, URL or log.
+# environment variable or file option for the credential (`ttyd --help`). In the
+# image that is acceptable: /proc/<pid>/cmdline is readable only inside the
+# container's PID namespace, i.e. by code already running in this sandbox as the
+# terminal's own user, which has everything the token grants. Run outside a
+# container (the `local` backend), every user of the host can read it with `ps`
+# unless /proc is mounted with hidepid=2. It is in no environment, URL or log.
 #
 # -d 1 keeps ttyd's log to errors: at its default level it prints the credential
 # (base64 of user:token) at startup and every rejected client token.

@@ -21,6 +21,10 @@ name_chars=ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-
 
 refuse() {
     printf 'terminal-session: %s\n' "$1" >&2
+    # ttyd 1.7.7 neither forwards the output of, nor closes the websocket for, a
+    # command that exits before ttyd has sent its first frames: the tab would hang
+    # blank. A second's pause lets the message through and the close happen.
+    sleep 1
     exit 2
 }
 

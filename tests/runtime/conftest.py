@@ -29,6 +29,9 @@ TOKEN = "t0ken-for-tests-" + "x" * 24  # 40 characters, above the 32 minimum
 USERNAME = "agent"
 PROMPT = "demo:"  # the seeded .bashrc puts PROJECT_NAME in the prompt
 
+# tmux moves the cursor (CSI ... H, CSI ... d) instead of writing newlines when it
+# redraws; each move becomes a line break so that `^42$` still finds a line.
+_CURSOR_MOVES = re.compile(rb"\x1b\[[0-9;]*[Hd]")
 # CSI, OSC and the two-byte escapes tmux and bash write around the text.
 _ESCAPES = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][0-9A-Za-z]|\x1b[=>78DEHMc]")
 
@@ -82,7 +85,8 @@ class Terminal:
 
     def screen_text(self):
         # Carriage returns go too, so that `^42$` matches a line however it was drawn.
-        return _ESCAPES.sub(b"", self.raw).replace(b"\r", b"").decode(errors="replace")
+        text = _ESCAPES.sub(b"", _CURSOR_MOVES.sub(b"\n", self.raw))
+        return text.replace(b"\r", b"").decode(errors="replace")
 
     def read_until(self, pattern, timeout=8.0):
         """Collect output frames until `pattern` (a regex) matches the escape-free text."""
@@ -111,7 +115,9 @@ class Terminal:
                     self.raw += frame[1:]
         except ConnectionClosed:
             return self.ws.close_code
-        raise AssertionError("ttyd did not close the websocket")
+        except TimeoutError:
+            pass
+        raise AssertionError(f"ttyd did not close the websocket; output was:\n{self.screen_text()}")
 
     def close(self):
         self._context.close()
