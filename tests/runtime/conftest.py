@@ -27,7 +27,6 @@ RUNTIME = Path(__file__).resolve().parents[2] / "runtime"
 ENTRYPOINT = RUNTIME / "entrypoint.sh"
 TOKEN = "t0ken-for-tests-" + "x" * 24  # 40 characters, above the 32 minimum
 USERNAME = "agent"
-PROMPT = "demo:"  # the seeded .bashrc puts PROJECT_NAME in the prompt
 
 # tmux moves the cursor (CSI ... H, CSI ... d) instead of writing newlines when it
 # redraws; each move becomes a line break so that `^42$` still finds a line.
