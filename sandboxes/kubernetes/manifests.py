@@ -1,0 +1,422 @@
+"""The Kubernetes objects of one sandbox and one database, as plain dicts (pure functions).
+
+Objects per sandbox `<name>` (original-system.md "Kubernetes objects per sandbox", improved):
+- Secret `<name>-env`: the whole environment; the pod reads it through envFrom, so no value is
+  ever a literal in a pod spec (fault 4).
+- StatefulSet `<name>`: one pod, home on a 10Gi claim `home-<name>-0`; the template's annotation
+  `fullstackagent.io/env-checksum` is the environment hash, so any change, removals included,
+  rolls the pod (fault 7); a readiness probe on the terminal port, so "ready" means the terminal
+  answers (fault 9).
+- Service `<name>-service` (3000, 7681); Ingresses `<name>-app` and `<name>-ttyd` on random host
+  labels under the ingress domain, with websocket-friendly timeouts.
+
+Objects per database `<cluster>`: ServiceAccount, Role, RoleBinding (least privilege, see
+POSTGRES_POD_RULES) and the KubeBlocks `Cluster`.
+"""
+
+import base64
+import re
+import secrets
+import string
+from typing import Mapping
+
+# --- names and labels --------------------------------------------------------------------------
+
+ENV_CHECKSUM_ANNOTATION = "fullstackagent.io/env-checksum"
+PROJECT_LABEL = "project.fullstackagent.io/name"
+DEPLOY_MANAGER_LABEL = "cloud.sealos.io/app-deploy-manager"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "fullstackagent"}
+
+HOME = "/home/agent"
+SANDBOX_CONTAINER = "sandbox"
+APP_PORT = 3000
+TERMINAL_PORT = 7681
+HOME_VOLUME = "home"
+HOME_SIZE = "10Gi"
+RUNTIME_UID = 1001  # the image's `agent` user (runtime/Dockerfile)
+INGRESS_CLASS = "nginx"
+TLS_SECRET = "wildcard-cert"
+HOST_LABEL_LENGTH = 12
+# Long-lived websockets (the terminal, app dev servers' hot reload) stay open for an hour idle;
+# nginx's default of 60 s, and the original's 300 s, cut them.
+WEBSOCKET_TIMEOUT_SECONDS = "3600"
+
+_LABEL_VALUE_INVALID = re.compile(r"[^A-Za-z0-9_.-]")
+_HOST_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def label_value(value: str) -> str:
+    """A valid label value for any input: at most 63 characters of [A-Za-z0-9_.-], starting and
+    ending with an alphanumeric (fault 11: a trimmed name ending in `-`)."""
+    cleaned = _LABEL_VALUE_INVALID.sub("", value)[:63]
+    return cleaned.strip("-_.")
+
+
+def sandbox_labels(name: str, project_k8s_name: str) -> dict[str, str]:
+    """DESIGN.md "Names on Kubernetes"; `app` is also the StatefulSet's selector."""
+    return {
+        DEPLOY_MANAGER_LABEL: label_value(name),
+        PROJECT_LABEL: label_value(project_k8s_name),
+        "app": label_value(name),
+        **MANAGED_BY,
+    }
+
+
+def env_secret_name(name: str) -> str:
+    return f"{name}-env"
+
+
+def service_name(name: str) -> str:
+    return f"{name}-service"
+
+
+def app_ingress_name(name: str) -> str:
+    return f"{name}-app"
+
+
+def terminal_ingress_name(name: str) -> str:
+    return f"{name}-ttyd"
+
+
+def pod_name(name: str) -> str:
+    return f"{name}-0"
+
+
+def home_claim_name(name: str) -> str:
+    """The claim the StatefulSet controller makes from the `home` template for pod 0."""
+    return f"{HOME_VOLUME}-{name}-0"
+
+
+def new_host_label() -> str:
+    """A random 12-character DNS label starting with a letter (unguessable app and terminal hosts)."""
+    return secrets.choice(string.ascii_lowercase) + "".join(
+        secrets.choice(_HOST_ALPHABET) for _ in range(HOST_LABEL_LENGTH - 1)
+    )
+
+
+# --- sandbox -------------------------------------------------------------------------------------
+
+
+def environment_secret(*, name: str, namespace: str, labels: dict, environment: Mapping[str, str]) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": env_secret_name(name), "namespace": namespace, "labels": labels},
+        "type": "Opaque",
+        "data": {key: base64.b64encode(value.encode()).decode() for key, value in sorted(environment.items())},
+    }
+
+
+def _sandbox_security_context() -> dict:
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": True,
+        "runAsUser": RUNTIME_UID,
+        "runAsGroup": RUNTIME_UID,
+    }
+
+
+def stateful_set(
+    *, name: str, namespace: str, labels: dict, image: str, environment_hash: str, replicas: int
+) -> dict:
+    env_from = [{"secretRef": {"name": env_secret_name(name)}}]
+    home_mount = [{"name": HOME_VOLUME, "mountPath": HOME}]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": {
+                # Sealos' app launchpad reads these to show and resize the app.
+                "originImageName": image,
+                "deploy.cloud.sealos.io/minReplicas": "1",
+                "deploy.cloud.sealos.io/maxReplicas": "1",
+                "deploy.cloud.sealos.io/resize": HOME_SIZE,
+            },
+        },
+        "spec": {
+            "replicas": replicas,
+            "serviceName": service_name(name),
+            "selector": {"matchLabels": {"app": labels["app"]}},
+            "updateStrategy": {"type": "RollingUpdate"},
+            "revisionHistoryLimit": 3,
+            # Deleting the StatefulSet deletes the home claim; scaling to 0 (stop) keeps it.
+            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Retain"},
+            "template": {
+                "metadata": {"labels": labels, "annotations": {ENV_CHECKSUM_ANNOTATION: environment_hash}},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    # Service links would put every Service of the namespace into the environment.
+                    "enableServiceLinks": False,
+                    "terminationGracePeriodSeconds": 10,
+                    "securityContext": {
+                        "runAsUser": RUNTIME_UID,
+                        "runAsGroup": RUNTIME_UID,
+                        "fsGroup": RUNTIME_UID,
+                        "runAsNonRoot": True,
+                    },
+                    "initContainers": [
+                        {
+                            # Seeds an empty home (starter template, .bashrc) through the image's own
+                            # entrypoint, so there is one seeding code path; TTYD_BIN=/bin/true makes
+                            # it exit where it would start the terminal (runtime/README.md).
+                            "name": "seed-home",
+                            "image": image,
+                            "imagePullPolicy": "IfNotPresent",
+                            "command": ["/opt/fullstackagent/bin/entrypoint.sh"],
+                            "env": [{"name": "TTYD_BIN", "value": "/bin/true"}],
+                            "envFrom": env_from,
+                            "volumeMounts": home_mount,
+                            "resources": {
+                                "requests": {"cpu": "10m", "memory": "16Mi"},
+                                "limits": {"cpu": "500m", "memory": "256Mi"},
+                            },
+                            "securityContext": _sandbox_security_context(),
+                        }
+                    ],
+                    "containers": [
+                        {
+                            "name": SANDBOX_CONTAINER,
+                            "image": image,
+                            "imagePullPolicy": "IfNotPresent",
+                            "ports": [
+                                {"name": "app", "containerPort": APP_PORT, "protocol": "TCP"},
+                                {"name": "terminal", "containerPort": TERMINAL_PORT, "protocol": "TCP"},
+                            ],
+                            "envFrom": env_from,
+                            "readinessProbe": {
+                                "tcpSocket": {"port": TERMINAL_PORT},
+                                "initialDelaySeconds": 1,
+                                "periodSeconds": 3,
+                                "failureThreshold": 3,
+                            },
+                            "resources": {
+                                "requests": {"cpu": "20m", "memory": "25Mi"},
+                                # 2000m / 4096Mi in the original, written as the API server
+                                # stores them, so a re-read never looks like drift.
+                                "limits": {"cpu": "2", "memory": "4Gi"},
+                            },
+                            "volumeMounts": home_mount,
+                            "securityContext": _sandbox_security_context(),
+                        }
+                    ],
+                },
+            },
+            "volumeClaimTemplates": [
+                {
+                    "metadata": {"name": HOME_VOLUME, "labels": labels},
+                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": HOME_SIZE}}},
+                }
+            ],
+        },
+    }
+
+
+def service(*, name: str, namespace: str, labels: dict) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": service_name(name), "namespace": namespace, "labels": labels},
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {"app": labels["app"]},
+            "ports": [
+                {"name": "app", "port": APP_PORT, "targetPort": APP_PORT, "protocol": "TCP"},
+                {"name": "terminal", "port": TERMINAL_PORT, "targetPort": TERMINAL_PORT, "protocol": "TCP"},
+            ],
+        },
+    }
+
+
+def ingress(*, ingress_name: str, name: str, namespace: str, labels: dict, host: str, port: int) -> dict:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {
+            "name": ingress_name,
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": {
+                "nginx.ingress.kubernetes.io/proxy-body-size": "32m",
+                "nginx.ingress.kubernetes.io/proxy-buffer-size": "64k",
+                "nginx.ingress.kubernetes.io/proxy-send-timeout": WEBSOCKET_TIMEOUT_SECONDS,
+                "nginx.ingress.kubernetes.io/proxy-read-timeout": WEBSOCKET_TIMEOUT_SECONDS,
+                "nginx.ingress.kubernetes.io/backend-protocol": "HTTP",
+            },
+        },
+        "spec": {
+            "ingressClassName": INGRESS_CLASS,
+            "tls": [{"hosts": [host], "secretName": TLS_SECRET}],
+            "rules": [
+                {
+                    "host": host,
+                    "http": {
+                        "paths": [
+                            {
+                                "path": "/",
+                                "pathType": "Prefix",
+                                "backend": {"service": {"name": service_name(name), "port": {"number": port}}},
+                            }
+                        ]
+                    },
+                }
+            ],
+        },
+    }
+
+
+def ingress_host(item: dict | None) -> str:
+    """The first rule's host of an Ingress as the API server returned it ("" when none)."""
+    rules = ((item or {}).get("spec") or {}).get("rules") or []
+    return (rules[0].get("host") or "") if rules else ""
+
+
+# --- database (KubeBlocks) -----------------------------------------------------------------------
+
+KUBEBLOCKS_API_VERSION = "apps.kubeblocks.io/v1alpha1"
+POSTGRES_COMPONENT = "postgresql"
+CLUSTER_DEFINITION = "postgresql"
+CLUSTER_VERSION = "postgresql-14.8.0"
+CLUSTER_FINALIZER = "cluster.kubeblocks.io/finalizer"
+DATA_SIZE = "3Gi"
+
+# What the PostgreSQL pod's service account may do, and nothing more: KubeBlocks binds pods to the
+# union of its `app.kubernetes.io/required-by: pod` ClusterRoles (deploy/helm/templates/rbac/
+# cluster_pod_required_role.yaml in apecloud/kubeblocks). Kept: the lorry sidecar's rules (events,
+# its config maps, the cluster it belongs to, pods) and Patroni's (leader election in config maps
+# and endpoints, labelling its pods). Left out: backup rules (no backups are configured) and node
+# reads, which a namespaced Role cannot grant (volume protection then stays off).
+POSTGRES_POD_RULES = [
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+    {
+        "apiGroups": [""],
+        "resources": ["configmaps"],
+        "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+    },
+    {
+        "apiGroups": [""],
+        "resources": ["endpoints"],
+        "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+    },
+    {
+        "apiGroups": [""],
+        "resources": ["pods"],
+        "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+    },
+    {"apiGroups": ["apps.kubeblocks.io"], "resources": ["clusters"], "verbs": ["get", "list"]},
+    {"apiGroups": ["apps.kubeblocks.io"], "resources": ["clusters/status"], "verbs": ["get"]},
+]
+
+
+def database_labels(cluster: str, project_k8s_name: str) -> dict[str, str]:
+    return {
+        DEPLOY_MANAGER_LABEL: label_value(cluster),
+        PROJECT_LABEL: label_value(project_k8s_name),
+        "app": label_value(cluster),
+        **MANAGED_BY,
+    }
+
+
+def service_account(*, cluster: str, namespace: str, labels: dict) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": cluster, "namespace": namespace, "labels": labels},
+    }
+
+
+def role(*, cluster: str, namespace: str, labels: dict) -> dict:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": cluster, "namespace": namespace, "labels": labels},
+        "rules": POSTGRES_POD_RULES,
+    }
+
+
+def role_binding(*, cluster: str, namespace: str, labels: dict) -> dict:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": cluster, "namespace": namespace, "labels": labels},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": cluster},
+        "subjects": [{"kind": "ServiceAccount", "name": cluster, "namespace": namespace}],
+    }
+
+
+def kubeblocks_cluster(*, cluster: str, namespace: str, labels: dict, replicas: int = 1) -> dict:
+    return {
+        "apiVersion": KUBEBLOCKS_API_VERSION,
+        "kind": "Cluster",
+        "metadata": {
+            "name": cluster,
+            "namespace": namespace,
+            "labels": {
+                **labels,
+                "clusterdefinition.kubeblocks.io/name": CLUSTER_DEFINITION,
+                "clusterversion.kubeblocks.io/name": CLUSTER_VERSION,
+            },
+            "finalizers": [CLUSTER_FINALIZER],
+        },
+        "spec": {
+            "clusterDefinitionRef": CLUSTER_DEFINITION,
+            "clusterVersionRef": CLUSTER_VERSION,
+            "terminationPolicy": "Delete",
+            "affinity": {
+                "podAntiAffinity": "Preferred",
+                "tenancy": "SharedNode",
+                "topologyKeys": ["kubernetes.io/hostname"],
+            },
+            "componentSpecs": [
+                {
+                    "name": POSTGRES_COMPONENT,
+                    "componentDefRef": POSTGRES_COMPONENT,
+                    "replicas": replicas,
+                    "serviceAccountName": cluster,
+                    "resources": {
+                        "requests": {"cpu": "100m", "memory": "102Mi"},
+                        "limits": {"cpu": "1", "memory": "1Gi"},  # 1000m / 1024Mi, canonical
+                    },
+                    "volumeClaimTemplates": [
+                        {
+                            "name": "data",
+                            "spec": {
+                                "accessModes": ["ReadWriteOnce"],
+                                "resources": {"requests": {"storage": DATA_SIZE}},
+                            },
+                        }
+                    ],
+                }
+            ],
+        },
+    }
+
+
+def credentials_secret_name(cluster: str) -> str:
+    return f"{cluster}-conn-credential"
+
+
+def database_host(cluster: str, namespace: str) -> str:
+    """The primary's Service, fully qualified so it resolves from any namespace."""
+    return f"{cluster}-{POSTGRES_COMPONENT}.{namespace}.svc"
+
+
+# --- comparing what exists with what we want ------------------------------------------------------
+
+
+def contains(actual, desired) -> bool:
+    """True when every field of ``desired`` has the same value in ``actual``. Fields the API
+    server adds (defaults, status, resourceVersion) are ignored, so an unchanged object never
+    looks drifted; lists must match element by element."""
+    if isinstance(desired, dict):
+        return isinstance(actual, dict) and all(contains(actual.get(key), value) for key, value in desired.items())
+    if isinstance(desired, list):
+        return (
+            isinstance(actual, list)
+            and len(actual) == len(desired)
+            and all(contains(a, d) for a, d in zip(actual, desired))
+        )
+    return actual == desired
