@@ -213,10 +213,6 @@ ACCOUNT_RATE_LIMITS = {
     "login_failed": env_str("LOGIN_FAILED_RATE_LIMIT", "5/5m/ip,5/5m/key"),
     "signup": env_str("SIGNUP_RATE_LIMIT", "20/h/ip"),
 }
-# Behind a reverse proxy every request comes from the proxy's address, so the per-address limit
-# would lock out everyone at once; with N trusted proxies allauth takes the client address from
-# X-Forwarded-For. Leave 0 when clients reach daphne directly (the header could be forged).
-ALLAUTH_TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
 SOCIALACCOUNT_ADAPTER = "identities.adapters.SocialAccountAdapter"
 SOCIALACCOUNT_STORE_TOKENS = False
 SOCIALACCOUNT_PROVIDERS = {
@@ -276,13 +272,9 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- REST framework ------------------------------------------------------------------------------
 REST_FRAMEWORK = {
-    # The token class comes first: its challenge makes an anonymous request a 401, not a 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "identities.tokens.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    # Every error as {message, code, fields?} (fullstackagent.exceptions).
-    "EXCEPTION_HANDLER": "fullstackagent.exceptions.api_exception_handler",
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
@@ -292,15 +284,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Projects, their sandboxes, databases and environment, and user settings.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
-    # Separate request and response components, so read-only fields are not asked for in requests.
-    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 # --- security ------------------------------------------------------------------------------------
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", False) else None
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
-# The container healthcheck calls /healthz over plain HTTP on 127.0.0.1 (fullstackagent.health).
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000, minimum=0)
@@ -310,8 +298,6 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
-# Largest file a user can drop onto the terminal (sent in 5 MB chunks; see sandboxes.terminal).
-TERMINAL_UPLOAD_MAX_BYTES = env_int("TERMINAL_UPLOAD_MAX_BYTES", 1024 * 1024 * 1024, minimum=1)
 
 LOGGING = {
     "version": 1,
