@@ -45,6 +45,15 @@ def _prepare_environment() -> None:
 
 
 def pytest_unconfigure(config):
+    if "scratch" in _started:
+        # Sandboxes the tests left running (their ttyd and tmux processes live outside the test
+        # process) end with the run.
+        try:
+            from sandboxes.backends.local import LocalSandboxBackend
+
+            LocalSandboxBackend().stop_all()
+        except Exception as error:  # noqa: BLE001 - Django may not be set up (-p no:django)
+            print(f"fullstackagent.testing.plugin: local sandboxes not stopped: {error}")
     process = _started.pop("redis", None)
     if process is not None:
         process.terminate()

@@ -141,6 +141,18 @@ class LocalSandboxBackend:
             return None
         return pid
 
+    def app_port(self, spec: SandboxSpec) -> int:
+        """The port the user's app gets as PORT. In a container every app has 3000; here all
+        sandboxes share one network namespace, so each gets its own port, kept for its life."""
+        path = self.run_dir(spec) / "app-port"
+        try:
+            return int(path.read_text())
+        except (FileNotFoundError, ValueError):
+            port = _free_port()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(str(port))
+            return port
+
     def _port(self, spec: SandboxSpec) -> int | None:
         try:
             return int((self.run_dir(spec) / "port").read_text())
@@ -166,8 +178,7 @@ class LocalSandboxBackend:
         return SandboxObservation(
             SandboxPhase.RUNNING,
             applied_environment_hash=applied,
-            # The user's app listens on PORT=3000 inside the sandbox; locally that is this machine's port.
-            public_url=f"http://127.0.0.1:{spec.environment.get('PORT', '3000')}/",
+            public_url=f"http://127.0.0.1:{self.app_port(spec)}/",
             ttyd_url=ttyd_url,
             runtime_state=state,
         )
@@ -189,6 +200,7 @@ class LocalSandboxBackend:
                 "HOME": str(workspace),
                 "WORKSPACE_DIR": str(workspace),
                 "TTYD_BIN": ttyd_binary(),
+                "PORT": str(self.app_port(spec)),
                 "TTYD_PORT": str(port),
                 "TTYD_INTERFACE": "127.0.0.1",
                 "TEMPLATE_DIR": str(RUNTIME_DIR / "template"),

@@ -41,7 +41,12 @@ def test_project_lifecycle_end_to_end(celery_worker, user, wait_for_status):
     upstream = get_sandbox_backend().terminal_upstream(build_spec(sandbox))
     output = run_command(upstream, "psql \"$DATABASE_URL\" -Atc 'select 40 + 2'", r"\n42\s*\n")
     assert "42" in output
-    output = run_command(upstream, "echo project=$PROJECT_NAME port=$PORT", r"project=My Blog port=3000")
+    app_port = sandbox.public_url.rsplit(":", 1)[1].rstrip("/")
+    assert sandbox.public_url == f"http://127.0.0.1:{app_port}/"
+    run_command(upstream, "echo project=$PROJECT_NAME port=$PORT", rf"project=My Blog port={app_port}\n")
+    # Nothing of the platform's own environment leaks into the sandbox.
+    output = run_command(upstream, "echo secret=[$SECRET_KEY] token=[$TTYD_ACCESS_TOKEN]", r"secret=\[[^$\]]*\] token=\[[^$\]]*\]\n")
+    assert "secret=[] token=[]" in output
 
     # Stop: no process left, the workspace file stays.
     run_command(upstream, "echo kept > notes.txt && echo written", r"\nwritten")

@@ -96,10 +96,20 @@ def test_worker_killed_mid_step_is_recovered_after_the_lease(start_celery_worker
     wait_for_status(project, ProjectStatus.RUNNING, timeout=20)
     assert len(_ttyd_processes(sandbox.name)) == 1
 
+    # The sandbox outlives its worker: after a SIGKILL of the worker, the next worker finds the
+    # same process again instead of starting another.
+    pid = _ttyd_processes(sandbox.name)[0]
+    worker.kill()
+    second = start_celery_worker(name="w2", environment={"RECONCILE_LEASE_SECONDS": 5, "RECONCILE_DRIFT_CHECK_SECONDS": 1})
+    checked = Sandbox.objects.get(pk=sandbox.pk).observed_at
+    wait_for(lambda: Sandbox.objects.get(pk=sandbox.pk).observed_at > checked, message="a drift check by w2")
+    assert _ttyd_processes(sandbox.name) == [pid]
+    assert Sandbox.objects.get(pk=sandbox.pk).status == ResourceStatus.RUNNING
+
     # A real SIGKILL of the worker while work is queued: another worker converges it.
     services.do_stop_project(project)
-    worker.kill()
-    start_celery_worker(name="w2", environment={"RECONCILE_LEASE_SECONDS": 5})
+    second.kill()
+    start_celery_worker(name="w3", environment={"RECONCILE_LEASE_SECONDS": 5})
     wait_for_status(project, ProjectStatus.STOPPED, timeout=20)
     assert marked_processes(sandbox.name) == []
 
