@@ -1,0 +1,120 @@
+"""/healthz and the probe docker-compose's healthcheck runs (python -m fullstackagent.health)."""
+
+import subprocess
+import sys
+import time
+
+import pytest
+from cryptography.fernet import Fernet
+from django.test import override_settings
+
+from fullstackagent import embedded
+from fullstackagent.health import probe_host
+from fullstackagent.testing.processes import PROJECT_ROOT, platform_process_environment
+
+
+def test_healthy_platform_answers_ok(client, db):
+    response = client.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok", "redis": "ok"}
+    assert "no-cache" in response["Cache-Control"]
+
+
+def test_unreachable_redis_answers_503_naming_it(client, db):
+    closed_port = embedded.free_port()
+    broken_cache = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                                "LOCATION": f"redis://127.0.0.1:{closed_port}/0"}}
+
+    with override_settings(CACHES=broken_cache):
+        response = client.get("/healthz")
+
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable", "database": "ok", "redis": "unavailable"}
+
+
+def test_healthz_takes_no_writes(client, db):
+    assert client.post("/healthz").status_code == 405
+
+
+@pytest.mark.parametrize(
+    "allowed_hosts, host",
+    [
+        ("agent.example.com,localhost", "agent.example.com"),
+        (" , *, agent.example.com", "agent.example.com"),
+        (".example.com", "health.example.com"),
+        ("*", "localhost"),
+        ("", "localhost"),
+    ],
+)
+def test_probe_names_a_host_django_accepts(allowed_hosts, host):
+    assert probe_host(allowed_hosts) == host
+
+
+@pytest.fixture
+def production_daphne(db, tmp_path):
+    """daphne as docker-compose runs it: DEBUG off, HTTPS redirects on, one allowed host."""
+    port = embedded.free_port()
+    environment = platform_process_environment(
+        DEBUG="false",
+        SECRET_KEY="x" * 20 + Fernet.generate_key().decode(),
+        FIELD_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
+        ALLOWED_HOSTS="agent.example.com",
+        CSRF_TRUSTED_ORIGINS="https://agent.example.com",
+    )
+    log = open(tmp_path / "daphne.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "fullstackagent.asgi:application"],
+        cwd=PROJECT_ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 30
+    while not embedded.port_open(port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"daphne did not start:\n{(tmp_path / 'daphne.log').read_text()[-3000:]}")
+        time.sleep(0.1)
+    yield port, environment
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    log.close()
+
+
+def run_probe(url, environment):
+    return subprocess.run(
+        [sys.executable, "-m", "fullstackagent.health", url],
+        cwd=PROJECT_ROOT, env=environment, capture_output=True, text=True, timeout=30,
+    )
+
+
+def test_compose_healthcheck_passes_against_production_daphne(production_daphne):
+    port, environment = production_daphne
+
+    result = run_probe(f"http://127.0.0.1:{port}/healthz", environment)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == '{"status": "ok", "database": "ok", "redis": "ok"}'
+
+
+def test_other_pages_still_redirect_to_https_in_production(production_daphne):
+    import http.client
+
+    port, _ = production_daphne
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request("GET", "/accounts/login/", headers={"Host": "agent.example.com"})
+    response = connection.getresponse()
+
+    assert response.status == 301
+    assert response.getheader("Location") == "https://agent.example.com/accounts/login/"
+
+
+def test_probe_fails_when_nothing_listens(db):
+    closed_port = embedded.free_port()
+
+    result = run_probe(f"http://127.0.0.1:{closed_port}/healthz", platform_process_environment())
+
+    assert result.returncode == 1
+    assert result.stdout.startswith(f"http://127.0.0.1:{closed_port}/healthz unreachable: ")
