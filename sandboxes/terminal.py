@@ -1,0 +1,270 @@
+"""The web terminal's services: who may open a project's terminal, where it connects, the audit trail,
+and uploads into the shell's directory.
+
+The Channels consumer (sandboxes.consumers) speaks the websocket protocol and calls in here through
+``database_sync_to_async``; the views (sandboxes.views) call in directly. Nothing here ever returns
+the terminal token to a caller that could hand it to a browser: ``TerminalAdmission.upstream`` stays
+inside the consumer.
+"""
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.db.models import F
+from django.http.request import split_domain_port, validate_host
+from django.utils import timezone
+
+from fullstackagent.errors import BackendError
+from fullstackagent.status import ResourceStatus
+from projects.models import Project
+from sandboxes.backends import get_sandbox_backend
+from sandboxes.backends.base import TerminalUpstream
+from sandboxes.models import Sandbox, TerminalSession
+from sandboxes.reconcile import build_spec
+
+# Close codes the browser gets, one per reason (4000-4999 is the application range of RFC 6455).
+# The page (static/js/terminal.js) maps each to a message and decides whether to reconnect.
+CLOSE_BAD_REQUEST = 4400  # malformed session name or first frame; reconnecting cannot help
+CLOSE_NOT_SIGNED_IN = 4401  # no session cookie, or an expired one
+CLOSE_FOREIGN_ORIGIN = 4403  # the page that opened the socket is not this site
+CLOSE_NOT_FOUND = 4404  # no such project, or another user's: the same answer, as for HTTP 404
+CLOSE_NOT_RUNNING = 4409  # the project's sandbox is not RUNNING (starting, stopped, ...)
+CLOSE_UPSTREAM_GONE = 4502  # the sandbox's terminal could not be reached, or it closed
+
+SESSION_NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,32}")
+DEFAULT_SESSION_NAME = "main"
+
+
+class TerminalRefused(Exception):
+    """The terminal cannot be opened; ``close_code`` says why (one of the CLOSE_* codes)."""
+
+    def __init__(self, close_code: int, message: str):
+        super().__init__(message)
+        self.close_code = close_code
+
+
+@dataclass(frozen=True)
+class TerminalAdmission:
+    """What the consumer needs once a user is let in; ``upstream`` carries the token."""
+
+    terminal_session_id: int
+    upstream: TerminalUpstream
+
+    def __repr__(self):  # never print the credential, even in a traceback's locals
+        return f"TerminalAdmission(terminal_session_id={self.terminal_session_id}, upstream=<{self.upstream.url}>)"
+
+
+def valid_session_name(name: str | None) -> str:
+    """The tmux session name, checked as runtime/terminal-session.sh checks it."""
+    if name is None or name == "":
+        return DEFAULT_SESSION_NAME
+    if not SESSION_NAME_PATTERN.fullmatch(name):
+        raise TerminalRefused(CLOSE_BAD_REQUEST, "Session names are 1 to 32 of A-Z a-z 0-9 _ -.")
+    return name
+
+
+def origin_allowed(origin: str | None, host: str | None) -> bool:
+    """Whether a websocket opened by a page at ``origin`` may use this site's terminal.
+
+    Browsers attach cookies to cross-site websocket handshakes and do not apply CORS to them, so
+    without this check any page a signed-in user visits could drive their shell. The rule is
+    Django's CSRF rule for an Origin header: the origin is this very site (its host and port equal
+    the request's Host header, and that host is in ALLOWED_HOSTS), or it is listed in
+    CSRF_TRUSTED_ORIGINS (e.g. a front-end host behind the same proxy). The scheme is not compared:
+    TLS usually ends at a proxy, so the platform cannot tell ws from wss, and one host and port
+    serve one scheme. No Origin header at all is refused: every browser sends one.
+    """
+    if not origin or not host:
+        return False
+    origin = origin.strip().lower()
+    if origin in {trusted.lower().rstrip("/") for trusted in settings.CSRF_TRUSTED_ORIGINS}:
+        return True
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return False
+    host = host.strip().lower()
+    domain, _port = split_domain_port(host)
+    if not domain or not validate_host(domain, settings.ALLOWED_HOSTS):
+        return False
+    return _with_default_port(parts.netloc, parts.scheme) == _with_default_port(host, parts.scheme)
+
+
+def _with_default_port(netloc: str, scheme: str) -> str:
+    """``example.com`` and ``example.com:443`` name the same https site."""
+    domain, port = split_domain_port(netloc)
+    if not port:
+        port = "443" if scheme == "https" else "80"
+    return f"{domain}:{port}"
+
+
+def owned_project(user, project_id: int) -> Project | None:
+    """The user's visible project, or None for a missing one and another user's alike."""
+    if not user.is_authenticated:
+        return None
+    return Project.objects.visible().filter(pk=project_id, user=user).first()
+
+
+def project_sandbox(project: Project) -> Sandbox | None:
+    """The project's current sandbox (there is one per project; terminated rows stay for the audit)."""
+    return Sandbox.objects.filter(project=project).exclude(status=ResourceStatus.TERMINATED).order_by("-pk").first()
+
+
+def do_admit_terminal(user, project_id: int, session_name: str, client_address: str = "") -> TerminalAdmission:
+    """Checks the user may open this terminal now and records the audit entry.
+
+    Raises TerminalRefused (4404 not theirs, 4409 not running, 4502 no upstream). The audit row is
+    written only for users who own the project: refusals of strangers leave no trace tied to a
+    sandbox they must not learn about.
+    """
+    project = owned_project(user, project_id)
+    if project is None:
+        raise TerminalRefused(CLOSE_NOT_FOUND, "No such project.")
+    sandbox = project_sandbox(project)
+    if sandbox is None or sandbox.status != ResourceStatus.RUNNING:
+        status = sandbox.status if sandbox else "missing"
+        raise TerminalRefused(CLOSE_NOT_RUNNING, f"The sandbox is {status}, not RUNNING.")
+    try:
+        upstream = get_sandbox_backend().terminal_upstream(build_spec(sandbox))
+    except BackendError as error:
+        raise TerminalRefused(CLOSE_UPSTREAM_GONE, str(error)) from error
+    audit = TerminalSession.objects.create(
+        sandbox=sandbox, user=user, session_name=session_name, client_address=client_address[:64]
+    )
+    return TerminalAdmission(terminal_session_id=audit.pk, upstream=upstream)
+
+
+def do_finish_terminal(terminal_session_id: int, *, bytes_from_browser: int, bytes_to_browser: int, close_code: int):
+    """Closes the audit entry once, when the connection ends (never per frame: the relay stays lean)."""
+    TerminalSession.objects.filter(pk=terminal_session_id, ended__isnull=True).update(
+        ended=timezone.now(),
+        bytes_from_browser=F("bytes_from_browser") + bytes_from_browser,
+        bytes_to_browser=F("bytes_to_browser") + bytes_to_browser,
+        close_code=close_code,
+    )
+
+
+# --- uploads -------------------------------------------------------------------------------------
+
+UPLOAD_CHUNK_BYTES = 5 * 1024 * 1024  # the original's resumable upload sent 5 MB chunks
+UPLOAD_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{8,64}")
+# Staged uploads nobody finished (a closed tab) are removed when another upload starts.
+STALE_UPLOAD_SECONDS = 24 * 3600
+
+
+class UploadRefused(Exception):
+    """An upload the view answers with ``status`` and this message; nothing was written to the sandbox."""
+
+    def __init__(self, status: int, message: str, **extra):
+        super().__init__(message)
+        self.status = status
+        self.extra = extra
+
+
+@dataclass(frozen=True)
+class UploadProgress:
+    received: int  # bytes staged so far (the next chunk's offset)
+    path: str = ""  # where the file landed in the sandbox, once complete
+
+
+def valid_upload_name(name: str) -> str:
+    """A plain file name: it lands in the shell's directory, never elsewhere.
+
+    Refuses anything that could name another directory (separators, `.`/`..`, absolute names) and
+    control characters that would mislead the user when the path is pasted into the shell.
+    """
+    if not name or name in (".", "..") or len(name.encode()) > 255:
+        raise UploadRefused(400, "That file name is not allowed.")
+    if "/" in name or "\\" in name or any(ord(char) < 32 or ord(char) == 127 for char in name):
+        raise UploadRefused(400, "A file name cannot contain slashes or control characters.")
+    return name
+
+
+def upload_staging_dir(user_id: int, project_id: int) -> Path:
+    return Path(settings.STATE_DIR) / "uploads" / str(user_id) / str(project_id)
+
+
+def _remove_stale_uploads(directory: Path) -> None:
+    cutoff = time.time() - STALE_UPLOAD_SECONDS
+    for staged in directory.glob("*.part"):
+        try:
+            if staged.stat().st_mtime < cutoff:
+                staged.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def running_sandbox_for_upload(user, project_id: int) -> Sandbox:
+    project = owned_project(user, project_id)
+    if project is None:
+        raise UploadRefused(404, "No such project.")
+    sandbox = project_sandbox(project)
+    if sandbox is None or sandbox.status != ResourceStatus.RUNNING:
+        raise UploadRefused(409, "The sandbox is not running; start the project first.")
+    return sandbox
+
+
+def do_receive_upload_chunk(
+    user,
+    project_id: int,
+    *,
+    session_name: str,
+    upload_id: str,
+    filename: str,
+    total_size: int,
+    offset: int,
+    chunk,
+) -> UploadProgress:
+    """Stages one chunk of a file; with the last one, writes the file into the shell's directory.
+
+    Chunks are staged on the platform (not appended in the sandbox) so the backend interface needs
+    only "write this whole file", which both backends can do atomically: a half-sent file never
+    appears in the user's workspace. A chunk whose offset differs from what is staged is refused
+    with the staged size, so the browser resumes from there after a lost connection.
+    """
+    sandbox = running_sandbox_for_upload(user, project_id)
+    filename = valid_upload_name(filename)
+    if not UPLOAD_ID_PATTERN.fullmatch(upload_id or ""):
+        raise UploadRefused(400, "Missing or malformed upload id.")
+    if total_size < 0 or total_size > settings.TERMINAL_UPLOAD_MAX_BYTES:
+        raise UploadRefused(413, f"Files of at most {settings.TERMINAL_UPLOAD_MAX_BYTES // (1024 * 1024)} MB can be uploaded.")
+    staging = upload_staging_dir(user.pk, project_id)
+    staging.mkdir(parents=True, exist_ok=True)
+    staged = staging / f"{upload_id}.part"
+    if offset == 0:
+        _remove_stale_uploads(staging)
+        staged.unlink(missing_ok=True)
+    received = staged.stat().st_size if staged.exists() else 0
+    if offset != received:
+        raise UploadRefused(409, "The chunk does not continue the upload.", offset=received)
+    with open(staged, "ab") as handle:
+        while True:
+            piece = chunk.read(1024 * 1024)
+            if not piece:
+                break
+            received += len(piece)
+            if received - offset > UPLOAD_CHUNK_BYTES or received > total_size:
+                handle.truncate(offset)
+                raise UploadRefused(413, "The chunk is larger than announced.", offset=offset)
+            handle.write(piece)
+    if received < total_size:
+        return UploadProgress(received=received)
+    return UploadProgress(received=received, path=_deliver_upload(sandbox, session_name, filename, staged))
+
+
+def _deliver_upload(sandbox: Sandbox, session_name: str, filename: str, staged: Path) -> str:
+    """Hands the staged file to the backend, into the named terminal's current directory."""
+    backend = get_sandbox_backend()
+    spec = build_spec(sandbox)
+    try:
+        directory = backend.terminal_cwd(spec, session_name)
+        with open(staged, "rb") as content:
+            return backend.upload_file(spec, directory, filename, content)
+    except BackendError as error:
+        # The backend's confinement checks (workspace, symlinks) end up here with a user-facing message.
+        raise UploadRefused(400, str(error)) from error
+    finally:
+        staged.unlink(missing_ok=True)
