@@ -298,6 +298,8 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# Largest file a user can drop onto the terminal (sent in 5 MB chunks; see sandboxes.terminal).
+TERMINAL_UPLOAD_MAX_BYTES = env_int("TERMINAL_UPLOAD_MAX_BYTES", 1024 * 1024 * 1024, minimum=1)
 
 LOGGING = {
     "version": 1,
