@@ -146,6 +146,9 @@ class EmbeddedPostgres:
         password = self.password_file.read_text().strip()
         return f"postgresql://{SUPERUSER}:{password}@127.0.0.1:{self.port()}/{database}"
 
+    def running_now(self) -> bool:
+        return (self.data_dir / "PG_VERSION").exists() and self.is_running()
+
     def is_running(self) -> bool:
         result = subprocess.run(
             [self._bin("pg_ctl"), "status", "-D", str(self.data_dir)],
@@ -272,6 +275,9 @@ class EmbeddedRedis:
                 start_redis(self.root, port, daemonize=True)
             return self.url()
 
+    def running_now(self) -> bool:
+        return self.port_file.exists() and port_open(self.port())
+
     def stop(self) -> None:
         if self.pid_file.exists():
             with contextlib.suppress(ProcessLookupError, ValueError):
@@ -347,8 +353,8 @@ def main(argv: list[str] | None = None) -> int:
         postgres().stop()
         return 0
     pg, rd = postgres(), redis()
-    pg_state = "running" if (pg.data_dir / "PG_VERSION").exists() and pg.is_running() else "stopped"
-    rd_state = "running" if rd.port_file.exists() and port_open(rd.port()) else "stopped"
+    pg_state = "running" if pg.running_now() else "stopped"
+    rd_state = "running" if rd.running_now() else "stopped"
     print(f"postgres: {pg_state} ({pg.root})\nredis: {rd_state} ({rd.root})")
     return 0
 

@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     environment = dict(os.environ)
+    # Servers that were already running (another `make run`, a test run) are left running at exit.
+    postgres_was_running = embedded.postgres().running_now()
+    redis_was_running = embedded.redis().running_now()
     environment.update(embedded.ensure_services())
     environment.setdefault("DJANGO_SETTINGS_MODULE", "fullstackagent.settings")
     python = sys.executable
@@ -77,9 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run(
             [python, "manage.py", "stop_local_sandboxes"], env=environment, cwd=embedded.PROJECT_ROOT, check=False
         )
-        if not os.environ.get("REDIS_URL"):
+        if not os.environ.get("REDIS_URL") and not redis_was_running:
             embedded.redis().stop()
-        if not os.environ.get("DATABASE_URL"):
+        if not os.environ.get("DATABASE_URL") and not postgres_was_running:
             embedded.postgres().stop()
         print("stopped", flush=True)
     return 0
