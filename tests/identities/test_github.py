@@ -185,7 +185,7 @@ def test_a_state_mismatch_is_refused_before_the_code_is_exchanged(github, client
     response = client.get("/accounts/github/login/callback/", {"code": code, "state": "forged-state-value"})
 
     assert response.status_code == 401
-    assert b"Third-Party Login Failure" in response.content or b"failure" in response.content.lower()
+    assert "Signing in with GitHub did not work." in response.content.decode()
     assert signed_in_user_id(client) is None
     assert User.objects.count() == 0
     assert UserIdentity.objects.count() == 0
@@ -222,6 +222,18 @@ def test_the_sign_in_page_offers_github_only_when_enabled(github, client, settin
     assert b"/accounts/github/" not in disabled.content
 
 
+def test_the_sign_in_page_shows_only_the_enabled_methods(github, client, settings):
+    settings.ENABLE_PASSWORD_AUTH = False
+    settings.ENABLE_SEALOS_AUTH = False
+
+    html = client.get("/accounts/login/").content.decode()
+
+    assert "Sign in with GitHub" in html
+    assert 'name="password"' not in html
+    assert "Sign in with Sealos" not in html
+    assert ">or<" not in html
+
+
 def test_github_urls_refuse_while_github_is_disabled(github, client, settings):
     settings.ENABLE_GITHUB_AUTH = False
 
@@ -240,4 +252,6 @@ def test_a_get_on_the_login_url_does_not_leave_for_github(github, client):
     response = client.get("/accounts/github/login/")
 
     assert response.status_code == 200
+    assert "You are about to sign in with your GitHub account." in response.content.decode()
     assert github.url not in response.content.decode()
+    assert github.requests == []
