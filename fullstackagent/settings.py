@@ -272,9 +272,13 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- REST framework ------------------------------------------------------------------------------
 REST_FRAMEWORK = {
+    # The token class comes first: its challenge makes an anonymous request a 401, not a 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "identities.tokens.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
+    # Every error as {message, code, fields?} (fullstackagent.exceptions).
+    "EXCEPTION_HANDLER": "fullstackagent.exceptions.api_exception_handler",
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
@@ -284,6 +288,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Projects, their sandboxes, databases and environment, and user settings.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Separate request and response components, so read-only fields are not asked for in requests.
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 # --- security ------------------------------------------------------------------------------------

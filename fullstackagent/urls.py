@@ -1,6 +1,8 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from fullstackagent.exceptions import api_not_found
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -11,4 +13,6 @@ urlpatterns = [
     path("api/", include("projects.api_urls")),
     path("identities/", include("identities.urls")),
     path("", include("projects.urls")),
+    # Last: any other path under /api/ gets the API's JSON 404 instead of the HTML page.
+    re_path(r"^api/", api_not_found),
 ]

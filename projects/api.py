@@ -1,72 +1,242 @@
-"""Project endpoints of the REST API (paths from the original system)."""
+"""Project endpoints of the REST API (paths from the original system, see projects/api_urls.py).
 
-from django.core.exceptions import ValidationError as DjangoValidationError
-from django.shortcuts import get_object_or_404
+Views validate and translate; projects.services makes the changes and projects.selectors reads.
+Another user's project, variable or database answers 404 exactly like a missing one.
+"""
+
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from projects import services
-from projects.models import Project
-from projects.serializers import ProjectCreateSerializer, ProjectSerializer
+from fullstackagent.exceptions import ApiError, ApiFailure
+from projects import selectors, services
+from projects.serializers import (
+    DatabaseConnectionSerializer,
+    MessageSerializer,
+    ProjectActionResultSerializer,
+    ProjectCreateSerializer,
+    ProjectListQuerySerializer,
+    ProjectSerializer,
+    VariableListResultSerializer,
+    VariableResultSerializer,
+    WRITABLE_CATEGORIES,
+    VariablesByCategorySerializer,
+    VariablesCreateSerializer,
+    VariableSerializer,
+    VariableUpdateSerializer,
+)
 
 
-def owned_project(request, project_id) -> Project:
-    """Another user's project is answered exactly like a missing one: 404."""
-    return get_object_or_404(Project.objects.visible(), pk=project_id, user=request.user)
+def errors(*codes: int) -> dict:
+    """OpenAPI responses for the error statuses an operation can answer (401 always)."""
+    return {code: ApiError for code in sorted({401, *codes})}
+
+
+# Every category but the terminal token's, which is never listed.
+_SHOWN_CATEGORIES = [str(category) for category in WRITABLE_CATEGORIES]
 
 
 class ProjectListCreate(APIView):
+    @extend_schema(
+        operation_id="projects_list",
+        parameters=[ProjectListQuerySerializer],
+        responses={200: ProjectSerializer(many=True), **errors(400)},
+        summary="The user's projects, newest first",
+    )
     def get(self, request):
-        projects = Project.objects.visible().owned_by(request.user)
+        query = ProjectListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        projects = selectors.project_list(request.user, **query.validated_data)
         return Response(ProjectSerializer(projects, many=True).data)
 
+    @extend_schema(
+        operation_id="projects_create",
+        request=ProjectCreateSerializer,
+        responses={201: ProjectSerializer, **errors(400)},
+        summary="Create a project (its sandbox and database are created in the background)",
+        description="400 `KUBECONFIG_MISSING` when the Kubernetes backend is used and the user has no kubeconfig.",
+    )
     def post(self, request):
         serializer = ProjectCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
             project = services.do_create_project(request.user, **serializer.validated_data)
-        except DjangoValidationError as error:
-            return Response({"name": error.messages, "code": error.code}, status=status.HTTP_400_BAD_REQUEST)
         except services.KubeconfigMissing as error:
-            return Response({"message": str(error), "code": error.code}, status=status.HTTP_400_BAD_REQUEST)
+            raise ApiFailure(str(error), error.code) from None
+        project = selectors.owned_project(request.user, project.pk)
         return Response(ProjectSerializer(project).data, status=status.HTTP_201_CREATED)
 
 
+def _action_result(message: str, project) -> Response:
+    return Response(ProjectActionResultSerializer({"message": message, "project": project}).data)
+
+
+def _run_action(request, project_id, service, message: str) -> Response:
+    project = selectors.owned_project(request.user, project_id)
+    try:
+        project = service(project)
+    except services.ActionNotAllowed as error:
+        raise ApiFailure(str(error), error.code) from None
+    return _action_result(message.format(name=project.name), project)
+
+
 class ProjectDetail(APIView):
-    def get(self, request, project_id):
-        return Response(ProjectSerializer(owned_project(request, project_id)).data)
+    @extend_schema(operation_id="projects_retrieve", responses={200: ProjectSerializer, **errors(404)})
+    def get(self, request, project_id: int):
+        return Response(ProjectSerializer(selectors.owned_project(request.user, project_id)).data)
+
+    @extend_schema(
+        operation_id="projects_destroy",
+        responses={200: ProjectActionResultSerializer, **errors(400, 404)},
+        summary="Delete a project (same as POST .../delete)",
+    )
+    def delete(self, request, project_id: int):
+        return _run_action(request, project_id, services.do_delete_project, DELETE_MESSAGE)
+
+
+START_MESSAGE = "Project {name} is starting."
+STOP_MESSAGE = "Project {name} is stopping."
+DELETE_MESSAGE = "Project {name} is being deleted."
 
 
 class ProjectAction(APIView):
-    action_name = ""
+    """POST /api/projects/{id}/start|stop|delete → {message, project: {id, status, updatedAt}}."""
+
     service = None
     message = ""
 
-    def post(self, request, project_id):
-        project = owned_project(request, project_id)
-        try:
-            project = type(self).service(project)
-        except services.ActionNotAllowed as error:
-            return Response({"message": str(error), "code": error.code}, status=status.HTTP_400_BAD_REQUEST)
+    @extend_schema(request=None, responses={200: ProjectActionResultSerializer, **errors(400, 404)})
+    def post(self, request, project_id: int):
+        return _run_action(request, project_id, type(self).service, self.message)
+
+
+@extend_schema_view(post=extend_schema(operation_id="projects_start"))
+class ProjectStart(ProjectAction):
+    service = services.do_start_project
+    message = START_MESSAGE
+
+
+@extend_schema_view(post=extend_schema(operation_id="projects_stop"))
+class ProjectStop(ProjectAction):
+    service = services.do_stop_project
+    message = STOP_MESSAGE
+
+
+@extend_schema_view(post=extend_schema(operation_id="projects_delete"))
+class ProjectDelete(ProjectAction):
+    service = services.do_delete_project
+    message = DELETE_MESSAGE
+
+
+# --- environment variables -----------------------------------------------------------------------
+
+
+def _save_variables(project, items) -> list:
+    return services.do_set_variables(
+        project,
+        [
+            {"key": item["key"], "value": item["value"], "category": item["category"], "is_secret": item["isSecret"]}
+            for item in items
+        ],
+    )
+
+
+class EnvironmentListCreate(APIView):
+    @extend_schema(
+        operation_id="environment_list",
+        responses={200: VariablesByCategorySerializer, **errors(404)},
+        summary="The project's variables grouped by category (secret values masked)",
+    )
+    def get(self, request, project_id: int):
+        project = selectors.owned_project(request.user, project_id)
+        grouped = {category: [] for category in _SHOWN_CATEGORIES}
+        for variable in selectors.variables(project):
+            grouped[variable.category].append(variable)
+        return Response(VariablesByCategorySerializer(grouped).data)
+
+    @extend_schema(
+        operation_id="environment_create",
+        request=VariablesCreateSerializer,
+        responses={201: VariableListResultSerializer, **errors(400, 404)},
+        summary="Create or update one variable, or several with 'variables'; other keys are left alone",
+    )
+    def post(self, request, project_id: int):
+        project = selectors.owned_project(request.user, project_id)
+        serializer = VariablesCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        rows = _save_variables(project, serializer.validated_data["variables"])
+        keys = ", ".join(row.key for row in rows)
+        message = f"Saved {keys}; a running sandbox picks it up within a few seconds."
         return Response(
-            {
-                "message": self.message,
-                "project": {"id": project.pk, "status": project.status, "updatedAt": project.updated},
-            }
+            VariableListResultSerializer({"message": message, "variables": rows}).data, status=status.HTTP_201_CREATED
         )
 
 
-class ProjectStart(ProjectAction):
-    service = services.do_start_project
-    message = "Project is starting."
+class EnvironmentDetail(APIView):
+    @extend_schema(
+        operation_id="environment_update",
+        request=VariableUpdateSerializer,
+        responses={200: VariableResultSerializer, **errors(400, 404)},
+    )
+    def put(self, request, project_id: int, variable_id: int):
+        project = selectors.owned_project(request.user, project_id)
+        variable = selectors.owned_variable(project, variable_id)
+        serializer = VariableUpdateSerializer(data=request.data, context={"variable": variable})
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        variable = services.do_update_variable(
+            project,
+            variable,
+            value=data["value"],
+            key=data.get("key"),
+            category=data.get("category"),
+            is_secret=data.get("isSecret"),
+        )
+        return Response(VariableResultSerializer({"message": f"Saved {variable.key}.", "variable": variable}).data)
+
+    @extend_schema(operation_id="environment_destroy", responses={200: MessageSerializer, **errors(404)})
+    def delete(self, request, project_id: int, variable_id: int):
+        project = selectors.owned_project(request.user, project_id)
+        variable = selectors.owned_variable(project, variable_id)
+        services.do_delete_variable(project, variable.key)
+        return Response({"message": f"Deleted {variable.key}."})
 
 
-class ProjectStop(ProjectAction):
-    service = services.do_stop_project
-    message = "Project is stopping."
+class EnvironmentReveal(APIView):
+    @extend_schema(
+        operation_id="environment_reveal",
+        request=None,
+        responses={200: VariableSerializer, **errors(404)},
+        summary="A variable with its value in clear, for its owner",
+    )
+    def post(self, request, project_id: int, variable_id: int):
+        project = selectors.owned_project(request.user, project_id)
+        variable = selectors.owned_variable(project, variable_id)
+        return Response(VariableSerializer(variable, context={"reveal": True}).data)
 
 
-class ProjectDelete(ProjectAction):
-    service = services.do_delete_project
-    message = "Project is being deleted."
+# --- database ------------------------------------------------------------------------------------
+
+
+class DatabaseInfo(APIView):
+    @extend_schema(
+        operation_id="database_retrieve",
+        responses={200: DatabaseConnectionSerializer, **errors(404)},
+        summary="The project's database connection, password masked",
+    )
+    def get(self, request, project_id: int):
+        project = selectors.owned_project(request.user, project_id)
+        return Response(DatabaseConnectionSerializer(selectors.database_connection(project).masked()).data)
+
+
+class DatabaseReveal(APIView):
+    @extend_schema(
+        operation_id="database_reveal",
+        request=None,
+        responses={200: DatabaseConnectionSerializer, **errors(404)},
+        summary="The project's database connection with the password, for its owner",
+    )
+    def post(self, request, project_id: int):
+        project = selectors.owned_project(request.user, project_id)
+        return Response(DatabaseConnectionSerializer(selectors.database_connection(project)).data)

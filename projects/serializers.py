@@ -1,15 +1,218 @@
+"""Shapes of the project API. Field names follow the original system's JSON (camelCase).
+
+Nothing here can carry the terminal token: the sandbox's ttyd_url, the TTYD_ACCESS_TOKEN variable
+and the database's connection URL are not fields of any output serializer, and secret variable
+values go through ``mask`` unless a view explicitly reveals them to their owner.
+"""
+
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
-from projects.models import Project
+from identities.encryption import mask
+from projects import services
+from projects.models import EnvironmentCategory
+from projects.naming import MAX_PROJECT_NAME_LENGTH, validate_project_name
+
+# Categories a user may write; `ttyd` belongs to the platform.
+WRITABLE_CATEGORIES = [
+    EnvironmentCategory.GENERAL,
+    EnvironmentCategory.SECRET,
+    EnvironmentCategory.AUTH,
+    EnvironmentCategory.PAYMENT,
+]
+MAX_VARIABLES_PER_REQUEST = 100
 
 
-class ProjectSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = Project
-        fields = ["id", "name", "description", "status", "created", "updated"]
-        read_only_fields = ["id", "status", "created", "updated"]
+class SandboxSummarySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    status = serializers.CharField()
+    lastError = serializers.CharField(source="last_error")
+    publicUrl = serializers.CharField(source="public_url")
+    updatedAt = serializers.DateTimeField(source="updated")
+
+
+class DatabaseSummarySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    status = serializers.CharField()
+    lastError = serializers.CharField(source="last_error")
+    updatedAt = serializers.DateTimeField(source="updated")
+
+
+class ProjectSerializer(serializers.Serializer):
+    """A project as projects.selectors annotates it (sandbox, database, allowed_actions)."""
+
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+    status = serializers.CharField()
+    createdAt = serializers.DateTimeField(source="created")
+    updatedAt = serializers.DateTimeField(source="updated")
+    allowedActions = serializers.ListField(child=serializers.CharField(), source="allowed_actions")
+    publicUrl = serializers.CharField(source="public_url")
+    sandbox = SandboxSummarySerializer(allow_null=True)
+    database = DatabaseSummarySerializer(allow_null=True)
+
+
+class ProjectListQuerySerializer(serializers.Serializer):
+    q = serializers.CharField(required=False, allow_blank=True, max_length=200, help_text="Words in the name or description.")
+    created_from = serializers.DateField(required=False, help_text="First creation day included (YYYY-MM-DD).")
+    created_to = serializers.DateField(required=False, help_text="Last creation day included (YYYY-MM-DD).")
+
+    def validate(self, data):
+        if data.get("created_from") and data.get("created_to") and data["created_from"] > data["created_to"]:
+            raise serializers.ValidationError(
+                {"created_to": serializers.ErrorDetail("The end day is before the start day.", code="invalid_range")}
+            )
+        return data
 
 
 class ProjectCreateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=64)
+    name = serializers.CharField(
+        max_length=MAX_PROJECT_NAME_LENGTH,
+        trim_whitespace=False,
+        help_text="Letters, digits, spaces and hyphens, starting and ending with a letter.",
+    )
     description = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+
+    def validate_name(self, value):
+        try:
+            return validate_project_name(value)
+        except DjangoValidationError as error:
+            raise serializers.ValidationError(error.messages[0], code="invalid_name") from None
+
+
+class ProjectStateSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.CharField()
+    updatedAt = serializers.DateTimeField(source="updated")
+
+
+class ProjectActionResultSerializer(serializers.Serializer):
+    message = serializers.CharField()
+    project = ProjectStateSerializer()
+
+
+class VariableSerializer(serializers.Serializer):
+    """One variable; a secret value is masked unless the view passes ``reveal=True`` in the context."""
+
+    id = serializers.IntegerField()
+    key = serializers.CharField()
+    value = serializers.SerializerMethodField()
+    category = serializers.CharField()
+    isSecret = serializers.BooleanField(source="is_secret")
+    createdAt = serializers.DateTimeField(source="created")
+    updatedAt = serializers.DateTimeField(source="updated")
+
+    def get_value(self, variable) -> str:
+        if variable.is_secret and not self.context.get("reveal"):
+            return mask(variable.value)
+        return variable.value
+
+
+class VariablesByCategorySerializer(serializers.Serializer):
+    general = VariableSerializer(many=True)
+    secret = VariableSerializer(many=True)
+    auth = VariableSerializer(many=True)
+    payment = VariableSerializer(many=True)
+
+
+def _check_variable(key: str, value: str) -> None:
+    """services.validate_variable's verdict, attached to the field it is about."""
+    try:
+        services.validate_variable(key, value)
+    except DjangoValidationError as error:
+        field = "key" if error.code in ("invalid_key", "reserved_key") else "value"
+        raise serializers.ValidationError({field: serializers.ErrorDetail(error.messages[0], code=error.code)}) from None
+
+
+class VariableInputSerializer(serializers.Serializer):
+    key = serializers.CharField(max_length=128, help_text="An environment variable name: letters, digits, underscores.")
+    value = serializers.CharField(allow_blank=True, trim_whitespace=False, default="")
+    category = serializers.ChoiceField(choices=WRITABLE_CATEGORIES, default=EnvironmentCategory.GENERAL)
+    isSecret = serializers.BooleanField(default=False, help_text="Mask the value in pages and responses.")
+
+    def validate(self, data):
+        _check_variable(data["key"], data["value"])
+        return data
+
+
+class VariablesCreateSerializer(serializers.Serializer):
+    """One variable (``key``, ``value``, ...) or several (``variables: [...]``)."""
+
+    key = serializers.CharField(max_length=128, required=False)
+    value = serializers.CharField(allow_blank=True, trim_whitespace=False, required=False)
+    category = serializers.ChoiceField(choices=WRITABLE_CATEGORIES, required=False)
+    isSecret = serializers.BooleanField(required=False)
+    variables = VariableInputSerializer(many=True, required=False, max_length=MAX_VARIABLES_PER_REQUEST)
+
+    def validate(self, data):
+        if "variables" in data:
+            if "key" in data:
+                raise serializers.ValidationError(
+                    {"key": serializers.ErrorDetail("Send either one variable or a 'variables' list, not both.", code="ambiguous")}
+                )
+            items = data["variables"]
+            if not items:
+                raise serializers.ValidationError(
+                    {"variables": serializers.ErrorDetail("The list of variables is empty.", code="empty")}
+                )
+            seen = set()
+            for index, item in enumerate(items):
+                if item["key"] in seen:
+                    # DRF's own shape for list errors: one entry per item, so it reads variables[3].key.
+                    item_errors = [{} for _ in items]
+                    item_errors[index] = {
+                        "key": [serializers.ErrorDetail(f"{item['key']} appears twice.", code="duplicate_key")]
+                    }
+                    raise serializers.ValidationError({"variables": item_errors})
+                seen.add(item["key"])
+            return {"variables": items}
+        if "key" not in data:
+            raise serializers.ValidationError({"key": serializers.ErrorDetail("This field is required.", code="required")})
+        item = {
+            "key": data["key"],
+            "value": data.get("value", ""),
+            "category": data.get("category", EnvironmentCategory.GENERAL),
+            "isSecret": data.get("isSecret", False),
+        }
+        _check_variable(item["key"], item["value"])
+        return {"variables": [item]}
+
+
+class VariableUpdateSerializer(serializers.Serializer):
+    key = serializers.CharField(max_length=128, required=False)
+    value = serializers.CharField(allow_blank=True, trim_whitespace=False)
+    category = serializers.ChoiceField(choices=WRITABLE_CATEGORIES, required=False)
+    isSecret = serializers.BooleanField(required=False)
+
+    def validate(self, data):
+        key = data.get("key", self.context["variable"].key)
+        _check_variable(key, data["value"])
+        return data
+
+
+class VariableListResultSerializer(serializers.Serializer):
+    message = serializers.CharField()
+    variables = VariableSerializer(many=True)
+
+
+class VariableResultSerializer(serializers.Serializer):
+    message = serializers.CharField()
+    variable = VariableSerializer()
+
+
+class MessageSerializer(serializers.Serializer):
+    message = serializers.CharField()
+
+
+class DatabaseConnectionSerializer(serializers.Serializer):
+    status = serializers.CharField(help_text="The database's status; the fields below are empty until it first runs.")
+    available = serializers.BooleanField()
+    host = serializers.CharField()
+    port = serializers.IntegerField(allow_null=True)
+    database = serializers.CharField()
+    user = serializers.CharField()
+    password = serializers.CharField(help_text="Masked, except from the reveal endpoint.")
+    connectionString = serializers.CharField(source="connection_string")

@@ -235,3 +235,41 @@ def environment_changed(project_id: int) -> None:
     from sandboxes.services import environment_changed_for_projects
 
     environment_changed_for_projects([project_id])
+
+
+@transaction.atomic
+def do_update_variable(
+    project: Project,
+    variable: Environment,
+    *,
+    value: str,
+    key: str | None = None,
+    category: str | None = None,
+    is_secret: bool | None = None,
+) -> Environment:
+    """Changes one variable (``PUT /api/projects/{id}/environment/{envId}``); omitted fields keep
+    their value. Renaming onto another variable's key is refused (ValidationError on ``key``)."""
+    Project.objects.select_for_update().get(pk=project.pk)  # renames of one project run one at a time
+    variable = Environment.objects.select_for_update().get(pk=variable.pk, project=project)
+    key = variable.key if key is None else key
+    category = variable.category if category is None else category
+    is_secret = variable.is_secret if is_secret is None else is_secret
+    validate_variable(key, value)
+    if key != variable.key and Environment.objects.filter(project=project, key=key).exists():
+        raise ValidationError({"key": ValidationError(f"The project already has a variable {key}.", code="duplicate_key")})
+    variable.key, variable.value, variable.category = key, value, category
+    variable.is_secret = is_secret or category == EnvironmentCategory.SECRET
+    variable.save()
+    environment_changed(project.pk)
+    return variable
+
+
+# NextAuth's documentation asks for `openssl rand -base64 32`: the same, generated here so the
+# browser never has to be trusted with randomness.
+GENERATED_SECRET_BYTES = 32
+
+
+def generate_secret_value() -> str:
+    import base64
+
+    return base64.b64encode(secrets.token_bytes(GENERATED_SECRET_BYTES)).decode()

@@ -1,0 +1,127 @@
+"""One error shape for the whole API: ``{"message": str, "code": str, "fields"?: {name: [str]}}``.
+
+``message`` is one sentence a person can act on; ``code`` is stable and machine-readable
+(``INVALID_NAME``, ``KUBECONFIG_MISSING``, ``NOT_FOUND``, ...); ``fields`` names each input that was
+refused (nested inputs as ``variables[0].key``). Wired as REST_FRAMEWORK["EXCEPTION_HANDLER"];
+``api_not_found`` answers unknown paths under /api/ in the same shape.
+"""
+
+import logging
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, serializers, status
+from rest_framework.response import Response
+from rest_framework.views import set_rollback
+
+logger = logging.getLogger(__name__)
+
+SERVER_ERROR_MESSAGE = "Something went wrong on our side. Try again; if it keeps happening, tell the operators."
+
+
+class ApiError(serializers.Serializer):
+    """The error body, for the OpenAPI schema (every documented 4xx/5xx uses it)."""
+
+    message = serializers.CharField()
+    code = serializers.CharField()
+    fields = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), required=False)
+
+
+class ApiFailure(exceptions.APIException):
+    """A refusal a view raises with its own code, e.g. ApiFailure("...", "KUBECONFIG_MISSING")."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+
+    def __init__(self, message: str, code: str, status_code: int = status.HTTP_400_BAD_REQUEST, fields=None):
+        super().__init__(message, code)
+        self.status_code = status_code
+        self.fields = fields
+
+
+def _flatten(detail, prefix: str = "") -> dict[str, list]:
+    """DRF's nested error detail → {"variables[0].key": [ErrorDetail, ...]}."""
+    flat: dict[str, list] = {}
+    if isinstance(detail, dict):
+        for name, value in detail.items():
+            # DRF reports list items by integer index: variables[1].key, like the list form below.
+            if isinstance(name, int):
+                key = f"{prefix}[{name}]"
+            else:
+                key = name if not prefix else f"{prefix}.{name}"
+            flat.update(_flatten(value, key))
+    elif isinstance(detail, list) and detail and all(isinstance(item, (dict, list)) for item in detail):
+        for index, value in enumerate(detail):
+            flat.update(_flatten(value, f"{prefix}[{index}]"))
+    elif isinstance(detail, list):
+        flat[prefix or "non_field_errors"] = [item for item in detail]
+    else:
+        flat[prefix or "non_field_errors"] = [detail]
+    return flat
+
+
+def _validation_body(detail) -> dict:
+    flat = {name: errors for name, errors in _flatten(detail).items() if errors}
+    first_field, first_errors = next(iter(flat.items()), ("non_field_errors", ["Invalid input."]))
+    first = first_errors[0]
+    code = getattr(first, "code", None) or "invalid"
+    body = {"message": str(first), "code": str(code).upper()}
+    fields = {name: [str(error) for error in errors] for name, errors in flat.items() if name != "non_field_errors"}
+    if fields:
+        body["fields"] = fields
+    return body
+
+
+def _django_validation_detail(error: DjangoValidationError):
+    """A service's ValidationError (Django's) as DRF detail, keeping each message's code."""
+
+    def details(errors):
+        return [
+            serializers.ErrorDetail(message, code=getattr(item, "code", None) or "invalid")
+            for item in errors
+            for message in item.messages
+        ]
+
+    if hasattr(error, "error_dict"):
+        return {field: details(errors) for field, errors in error.error_dict.items()}
+    return details(error.error_list)
+
+
+def api_exception_handler(exc, context):
+    headers = {}
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(_django_validation_detail(exc))
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound("Not found.")
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    if isinstance(exc, exceptions.ValidationError):
+        body = _validation_body(exc.detail)
+    elif isinstance(exc, exceptions.APIException):
+        detail = exc.detail
+        if isinstance(detail, (list, dict)):
+            body = _validation_body(detail)
+        else:
+            body = {"message": str(detail), "code": str(getattr(detail, "code", exc.default_code)).upper()}
+        if getattr(exc, "fields", None):
+            body["fields"] = exc.fields
+        if getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = exc.auth_header
+        if getattr(exc, "wait", None):
+            headers["Retry-After"] = str(int(exc.wait))
+    else:
+        # Anything unexpected: logged with its traceback, answered without internals.
+        view = context.get("view")
+        logger.exception("unhandled error in %s", type(view).__name__ if view else "API view")
+        set_rollback()
+        return Response(
+            {"message": SERVER_ERROR_MESSAGE, "code": "SERVER_ERROR"}, status=status.HTTP_500_INTERNAL_SERVER_ERROR
+        )
+    set_rollback()
+    return Response(body, status=exc.status_code, headers=headers)
+
+
+def api_not_found(request, *args, **kwargs):
+    """Unknown paths under /api/: the API's 404, not the HTML page."""
+    return JsonResponse({"message": f"No API route {request.path}.", "code": "NOT_FOUND"}, status=404)

@@ -1,0 +1,160 @@
+"""Reads of projects for the API and the pages, each in a fixed number of queries.
+
+The projects page and ``GET /api/projects`` run three queries whatever the number of projects
+(projects, their sandboxes, their databases; pinned by tests/api/test_queries.py), and never load
+a database's connection URL (decrypting it per row would cost more than the whole query).
+"""
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from urllib.parse import unquote, urlsplit
+
+from django.db.models import Prefetch, Q
+from django.http import Http404
+from django.utils import timezone
+
+from databases.models import Database
+from identities.encryption import mask
+from projects.models import Environment, EnvironmentCategory, Project
+from projects.services import allowed_actions
+from sandboxes.models import Sandbox
+
+# Columns the list and the layout show; ttyd_url and connection_url are deliberately absent.
+_SANDBOX_COLUMNS = ("id", "project_id", "name", "status", "last_error", "public_url", "updated")
+_DATABASE_COLUMNS = ("id", "project_id", "name", "status", "last_error", "updated")
+
+
+def _with_resources(projects):
+    return projects.prefetch_related(
+        Prefetch("sandboxes", queryset=Sandbox.objects.only(*_SANDBOX_COLUMNS).order_by("pk")),
+        Prefetch("databases", queryset=Database.objects.only(*_DATABASE_COLUMNS).order_by("pk")),
+    )
+
+
+def _annotate(project: Project) -> Project:
+    """Puts the (prefetched) sandbox, database and allowed actions on the project for templates."""
+    sandboxes = list(project.sandboxes.all())
+    databases = list(project.databases.all())
+    project.sandbox = sandboxes[0] if sandboxes else None
+    project.database = databases[0] if databases else None
+    statuses = [resource.status for resource in sandboxes + databases]
+    project.allowed_actions = sorted(allowed_actions(project.status, statuses))
+    project.public_url = project.sandbox.public_url if project.sandbox else ""
+    return project
+
+
+def _day_start(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min), timezone.get_current_timezone())
+
+
+def project_list(user, *, q: str = "", created_from: date | None = None, created_to: date | None = None) -> list:
+    """The user's visible projects, newest first, filtered by keyword (name or description) and by
+    creation date (both days included)."""
+    projects = Project.objects.visible().owned_by(user)
+    q = (q or "").strip()
+    if q:
+        projects = projects.filter(Q(name__icontains=q) | Q(description__icontains=q))
+    # Ranges on the column itself (not created__date) so project_user_created_idx serves them.
+    if created_from:
+        projects = projects.filter(created__gte=_day_start(created_from))
+    if created_to:
+        projects = projects.filter(created__lt=_day_start(created_to + timedelta(days=1)))
+    return [_annotate(project) for project in _with_resources(projects)]
+
+
+def owned_project(user, project_id) -> Project:
+    """One of the user's visible projects with its resources; another user's project is a 404,
+    exactly like a missing one."""
+    project = _with_resources(Project.objects.visible().owned_by(user).filter(pk=project_id)).first()
+    if project is None:
+        raise Http404("Project not found.")
+    return _annotate(project)
+
+
+def sidebar_projects(user) -> list:
+    """Names and statuses for the project layout's sidebar: one query."""
+    return list(Project.objects.visible().owned_by(user).only("id", "name", "status"))
+
+
+def project_page_context(request, project_id, *, section: str) -> dict:
+    """What templates/projects/layout.html needs: the project (404 unless the user owns it), the
+    sidebar and the current section's name for the navigation. Views extending the layout (the
+    terminal page too) start from this."""
+    project = owned_project(request.user, project_id)
+    return {"project": project, "sidebar_projects": sidebar_projects(request.user), "section": section}
+
+
+def variables(project: Project, category: str | None = None) -> list:
+    """The project's variables, the terminal token excluded (it is never listed anywhere)."""
+    rows = Environment.objects.filter(project=project).exclude(category=EnvironmentCategory.TTYD)
+    if category:
+        rows = rows.filter(category=category)
+    return list(rows.order_by("category", "key"))
+
+
+def owned_variable(project: Project, variable_id) -> Environment:
+    variable = (
+        Environment.objects.filter(project=project, pk=variable_id).exclude(category=EnvironmentCategory.TTYD).first()
+    )
+    if variable is None:
+        raise Http404("Variable not found.")
+    return variable
+
+
+@dataclass(frozen=True)
+class DatabaseConnection:
+    """The parts of a database's connection URL the Database page shows."""
+
+    status: str
+    available: bool
+    host: str = ""
+    port: int | None = None
+    database: str = ""
+    user: str = ""
+    password: str = ""
+    connection_string: str = ""
+
+    def masked(self) -> "DatabaseConnection":
+        if not self.available:
+            return self
+        masked_password = mask(self.password)
+        return DatabaseConnection(
+            status=self.status,
+            available=True,
+            host=self.host,
+            port=self.port,
+            database=self.database,
+            user=self.user,
+            password=masked_password,
+            connection_string=self.connection_string.replace(_quoted_password(self.connection_string), masked_password, 1)
+            if self.password
+            else self.connection_string,
+        )
+
+
+def _quoted_password(url: str) -> str:
+    netloc = urlsplit(url).netloc
+    credentials = netloc.rpartition("@")[0]
+    return credentials.partition(":")[2]
+
+
+def database_connection(project: Project) -> DatabaseConnection:
+    """The project's database connection, password in clear: callers mask it unless the owner
+    asked to reveal it."""
+    database = Database.objects.filter(project=project).order_by("pk").first()
+    if database is None:
+        return DatabaseConnection(status="", available=False)
+    url = database.connection_url
+    if not url:
+        return DatabaseConnection(status=database.status, available=False)
+    parts = urlsplit(url)
+    return DatabaseConnection(
+        status=database.status,
+        available=True,
+        host=parts.hostname or "",
+        port=parts.port,
+        database=unquote(parts.path.lstrip("/")),
+        user=unquote(parts.username or ""),
+        password=unquote(parts.password or ""),
+        connection_string=url,
+    )
