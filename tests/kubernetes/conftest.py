@@ -97,6 +97,7 @@ class FakeKubernetes:
         self.objects: dict[tuple, dict] = {}
         self.requests: list[tuple[str, str, str]] = []  # (method, path, content type)
         self.faults: list[Fault] = []
+        self.query_strings: list[str] = []  # parallel to requests
         self.exec_commands: list[list[str]] = []
         self._lock = threading.Lock()
         self._resource_version = 100
@@ -303,6 +304,7 @@ class FakeKubernetes:
     async def _handle(self, request: web.Request):
         path = request.path
         self.requests.append((request.method, path, request.headers.get("Content-Type", "")))
+        self.query_strings.append(request.query_string)
         if request.headers.get("Authorization") != f"Bearer {self.token}":
             return self._status(401, "Unauthorized", "Unauthorized")
         fault = next((f for f in self.faults if f.matches(request.method, path)), None)
@@ -320,7 +322,7 @@ class FakeKubernetes:
 
     async def _route(self, request: web.Request):
         path = request.path
-        if path == "/version":
+        if path.rstrip("/") == "/version":
             return web.json_response({
                 "major": "1", "minor": "33", "gitVersion": "v1.33.1", "gitCommit": "0" * 40,
                 "gitTreeState": "clean", "buildDate": "2025-05-15T00:00:00Z", "goVersion": "go1.24.2",
