@@ -182,6 +182,12 @@ STORAGES = {
     },
 }
 
+# In development (no collectstatic) WhiteNoise serves straight from the finders, node_modules included.
+WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG
+# Django 6 behaviour now: URL fields without a scheme mean https.
+FORMS_URLFIELD_ASSUME_HTTPS = True
+
 SITE_ID = 1
 LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "/"
