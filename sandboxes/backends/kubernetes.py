@@ -377,14 +377,17 @@ class KubernetesSandboxBackend:
         directory = posixpath.normpath(directory)
         if directory != manifests.HOME and not directory.startswith(manifests.HOME + "/"):
             raise PermanentError("Uploads go inside the sandbox's home folder only.")
-        data = content.read()
+        # The size goes first, on the command line, so the script knows when the file is complete.
+        start = content.tell()
+        size = content.seek(0, 2) - start
+        content.seek(start)
         access, namespace = self._access(spec)
         code, _, stderr = access.exec(
             manifests.pod_name(spec.name),
             manifests.SANDBOX_CONTAINER,
-            ["sh", "-c", UPLOAD_SCRIPT, "upload", directory, filename, str(len(data))],
+            ["sh", "-c", UPLOAD_SCRIPT, "upload", directory, filename, str(size)],
             namespace,
-            stdin=data,
+            stdin=content,
             timeout=UPLOAD_TIMEOUT_SECONDS,
         )
         if code in (3, 4):

@@ -13,6 +13,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from django.conf import settings
 from kubernetes import client as k8s
@@ -157,9 +158,10 @@ class ClusterAccess:
             raise RetryableError(f"The {resource.kind} {name} vanished while it was being updated; trying again.")
         return patched
 
-    def exec(self, pod: str, container: str, command: list[str], namespace: str, stdin: bytes | None = None,
+    def exec(self, pod: str, container: str, command: list[str], namespace: str, stdin: BinaryIO | None = None,
              timeout: float = 60.0) -> tuple[int, bytes, bytes]:
-        """Runs ``command`` in the container (pods/exec): (exit code, stdout, stderr)."""
+        """Runs ``command`` in the container (pods/exec): (exit code, stdout, stderr). ``stdin``
+        is streamed, never read whole: uploads may be large."""
         core = k8s.CoreV1Api(self.api_client)
         with kubernetes_call(f"run `{shlex.join(command[:2])}` in the pod {pod}", namespace):
             session = stream(
@@ -181,8 +183,8 @@ class ClusterAccess:
                     # Frames of 64 KiB: websocket-client sends one frame per call and API servers
                     # cap frame sizes; the command reads an exact byte count, so no EOF is needed
                     # (v4.channel.k8s.io cannot close stdin).
-                    for offset in range(0, len(stdin), 64 * 1024):
-                        session.write_stdin(stdin[offset : offset + 64 * 1024])
+                    while chunk := stdin.read(64 * 1024):
+                        session.write_stdin(chunk)
                 session.run_forever(timeout=timeout)
                 if session.is_open():
                     raise RetryableError(f"The command in the pod {pod} did not finish within {timeout:.0f} s.")

@@ -27,6 +27,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import tempfile
 import threading
 import uuid
 from dataclasses import dataclass
@@ -99,6 +101,7 @@ class FakeKubernetes:
         self.faults: list[Fault] = []
         self.query_strings: list[str] = []  # parallel to requests
         self.exec_commands: list[list[str]] = []
+        self._tmux_dirs: dict[tuple, Path] = {}
         self._lock = threading.Lock()
         self._resource_version = 100
         self._loop = None
@@ -178,7 +181,11 @@ class FakeKubernetes:
         return self.root / "pods" / namespace / name / "home"
 
     def pod_tmux_dir(self, name: str, namespace: str = NAMESPACE) -> Path:
-        return self.root / "pods" / namespace / name / "tmux"
+        """The pod's TMUX_TMPDIR: short, under /tmp, since a unix socket path has at most 107 bytes."""
+        key = (namespace, name)
+        if key not in self._tmux_dirs:
+            self._tmux_dirs[key] = Path(tempfile.mkdtemp(prefix="fk-tmux-"))
+        return self._tmux_dirs[key]
 
     # --- controllers, played by the test -----------------------------------------------------
 
@@ -458,10 +465,12 @@ def fake_kubernetes(tmp_path):
     fake = FakeKubernetes(tmp_path / "cluster").start()
     yield fake
     fake.stop()
-    # tmux servers started by exec'd commands or tests in the fake pods.
-    for socket_dir in (tmp_path / "cluster" / "pods").glob("*/*/tmux"):
+    # tmux servers started in the fake pods (by the tests or by exec'd commands): each is asked
+    # to end through its own socket, never by name.
+    for socket_dir in fake._tmux_dirs.values():
         for server in socket_dir.glob("tmux-*/*"):
-            os.system(f"tmux -S {server} kill-server >/dev/null 2>&1")
+            subprocess.run(["tmux", "-S", str(server), "kill-server"], capture_output=True, check=False)
+        shutil.rmtree(socket_dir, ignore_errors=True)
     shutil.rmtree(tmp_path / "cluster", ignore_errors=True)
 
 
