@@ -154,3 +154,11 @@ def test_upload_cannot_replace_a_folder(kubernetes_settings, fake_kubernetes):
         backend.upload_file(spec, "/home/agent", "taken", io.BytesIO(b"x"))
     assert str(raised.value) == "A file upload cannot replace a link or a folder."
     assert (home / "taken").is_dir()
+
+
+def test_ingress_domain_defaults_to_the_clusters_server_host(kubernetes_settings, fake_kubernetes):
+    kubernetes_settings.KUBERNETES_INGRESS_DOMAIN = ""
+    backend, spec = running_sandbox(fake_kubernetes)
+    observation = backend.observe(spec)
+    assert observation.public_url == f"https://{spec.runtime_state['app_host_label']}.127.0.0.1"
+    assert observation.ttyd_url == f"wss://{spec.runtime_state['terminal_host_label']}.127.0.0.1/ws"
