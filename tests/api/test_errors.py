@@ -55,3 +55,13 @@ def test_an_unexpected_failure_is_a_json_500_without_internals(api, monkeypatch)
         "code": "SERVER_ERROR",
     }
     assert "secret" not in response.content.decode()
+
+
+def test_an_unknown_api_path_is_a_json_404_for_writes_too(user):
+    client = APIClient(enforce_csrf_checks=True)
+    client.force_login(user)
+
+    response = client.delete("/api/projects/not-a-number")
+
+    assert response.status_code == 404
+    assert response.json()["code"] == "NOT_FOUND"

@@ -1,0 +1,80 @@
+"""Property-based run of the whole API against its own OpenAPI schema (/api/schema/), in process.
+
+schemathesis generates requests for every operation (valid and invalid bodies, parameters and
+ids); every answer must be a non-5xx, with a documented status code and content type, and a body
+matching the documented schema. Half of the generated ids are swapped for real ones owned by the
+caller, so the success paths are exercised too, not only 404s.
+"""
+
+import pytest
+import schemathesis
+from django.core.signals import request_finished, request_started
+from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from identities.tokens import do_create_api_token
+from projects import services
+from projects.models import Environment
+
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+
+
+def _openapi_document() -> dict:
+    """The document /api/schema/ serves (test_schema_is_served checks they are the same)."""
+    from drf_spectacular.generators import SchemaGenerator
+
+    return SchemaGenerator().get_schema(request=None, public=True)
+
+
+# Built at collection, without HTTP: schemathesis's fixture-based loader does not work with
+# pytest 9, and the document does not depend on the database.
+schema = schemathesis.openapi.from_dict(_openapi_document())
+schema.app = get_wsgi_application()
+
+
+@pytest.fixture(autouse=True)
+def keep_the_test_connection():
+    """As Django's test client does: a request must not close the connection that holds the
+    test's transaction (the WSGI handler's request_finished signal would)."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
+def test_schema_is_served_as_openapi_3_without_signing_in(client):
+    response = client.get("/api/schema/?format=json")
+
+    assert response.status_code == 200
+    assert response.json()["openapi"].startswith("3.")
+    assert response.json()["paths"].keys() == _openapi_document()["paths"].keys()
+    assert client.get("/api/docs/").status_code == 200
+
+
+@pytest.fixture
+def owned(user):
+    """Real ids the caller owns, and the token it authenticates with."""
+    project = services.do_create_project(user, name="Schema Test")
+    services.do_set_variables(project, [{"key": "PLAIN", "value": "1"}, {"key": "HIDDEN", "value": "2", "category": "secret"}])
+    variable = Environment.objects.get(project=project, key="PLAIN")
+    _, clear = do_create_api_token(user, name="schemathesis")
+    spare, _ = do_create_api_token(user, name="spare")
+    return {"project_id": project.pk, "variable_id": variable.pk, "token_id": spare.pk, "token": clear}
+
+
+@schema.parametrize()
+@settings(max_examples=15, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+def test_every_operation_answers_as_its_schema_says(case, owned):
+    for name, value in list((case.path_parameters or {}).items()):
+        if name in owned and isinstance(value, int) and value % 2 == 0:
+            case.path_parameters[name] = owned[name]
+
+    case.call_and_validate(headers={"Authorization": f"Bearer {owned['token']}"}, checks=CHECKS)
