@@ -125,3 +125,26 @@ def ttyd_children(project) -> list[int]:
         if int(stat.rsplit(")", 1)[1].split()[1]) == ttyd_pid:
             children.append(int(entry))
     return children
+
+
+def shell(project, command: str, expect: str, session: str = "main") -> str:
+    """Runs ``command`` in the project's terminal session straight at ttyd (test set-up only) and
+    returns the output once ``expect`` (a regex) shows; waits for the prompt before typing."""
+    from fullstackagent.testing.ttyd import open_session
+
+    upstream = get_sandbox_backend().terminal_upstream(build_spec(Sandbox.objects.get(project=project)))
+
+    async def go():
+        terminal = await open_session(upstream, session=session)
+        try:
+            await terminal.expect(PROMPT)
+            await terminal.send(command + "\r")
+            return await terminal.expect(expect)
+        finally:
+            await terminal.websocket.close()
+
+    return asyncio.run(go())
+
+
+def workspace(project) -> Path:
+    return Path(get_sandbox_backend().workspace(build_spec(Sandbox.objects.get(project=project))))
