@@ -12,6 +12,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/", include("projects.api_urls")),
     path("identities/", include("identities.urls")),
+    path("", include("sandboxes.urls")),
     path("", include("projects.urls")),
     # Last: any other path under /api/ gets the API's JSON 404 instead of the HTML page.
     re_path(r"^api/", api_not_found),
