@@ -211,11 +211,11 @@ def do_receive_upload_chunk(
     user,
     project_id: int,
     *,
-    session_name: str,
+    session_name: str | None,
     upload_id: str,
     filename: str,
-    total_size: int,
-    offset: int,
+    total_size: int | str,
+    offset: int | str,
     chunk,
 ) -> UploadProgress:
     """Stages one chunk of a file; with the last one, writes the file into the shell's directory.
@@ -226,10 +226,15 @@ def do_receive_upload_chunk(
     with the staged size, so the browser resumes from there after a lost connection.
     """
     sandbox = running_sandbox_for_upload(user, project_id)
+    try:
+        session_name = valid_session_name(session_name)
+    except TerminalRefused as refusal:
+        raise UploadRefused(400, str(refusal))
     filename = valid_upload_name(filename)
+    total_size, offset = _whole_number(total_size, "size"), _whole_number(offset, "offset")
     if not UPLOAD_ID_PATTERN.fullmatch(upload_id or ""):
         raise UploadRefused(400, "Missing or malformed upload id.")
-    if total_size < 0 or total_size > settings.TERMINAL_UPLOAD_MAX_BYTES:
+    if total_size > settings.TERMINAL_UPLOAD_MAX_BYTES:
         raise UploadRefused(413, f"Files of at most {settings.TERMINAL_UPLOAD_MAX_BYTES // (1024 * 1024)} MB can be uploaded.")
     staging = upload_staging_dir(user.pk, project_id)
     staging.mkdir(parents=True, exist_ok=True)
@@ -253,6 +258,16 @@ def do_receive_upload_chunk(
     if received < total_size:
         return UploadProgress(received=received)
     return UploadProgress(received=received, path=_deliver_upload(sandbox, session_name, filename, staged))
+
+
+def _whole_number(value, name: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise UploadRefused(400, f"The {name} parameter must be a whole number.")
+    if number < 0:
+        raise UploadRefused(400, f"The {name} parameter cannot be negative.")
+    return number
 
 
 def _deliver_upload(sandbox: Sandbox, session_name: str, filename: str, staged: Path) -> str:
