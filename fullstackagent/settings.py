@@ -92,6 +92,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    # After XFrameOptionsMiddleware: lets the Sealos desktop (only) frame the app.
+    "identities.middleware.SealosFramingMiddleware",
 ]
 
 ROOT_URLCONF = "fullstackagent.urls"

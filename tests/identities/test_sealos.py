@@ -430,3 +430,15 @@ def test_an_unreachable_aiproxy_does_not_block_sign_in(client, settings):
 
     assert response.status_code == 200
     assert user_config_map(User.objects.get().pk) == {ConfigKey.KUBECONFIG: KUBECONFIG}
+
+
+def test_inside_sealos_every_page_may_be_framed_by_the_desktop_only(user_client, settings):
+    settings.SEALOS_DESKTOP_ORIGINS = ["https://cloud.sealos.example"]
+    framed = user_client.get("/identities/")
+    settings.ENABLE_SEALOS_AUTH = False
+    unframed = user_client.get("/identities/")
+
+    assert framed["Content-Security-Policy"] == "frame-ancestors https://cloud.sealos.example"
+    assert "X-Frame-Options" not in framed
+    assert "Content-Security-Policy" not in unframed
+    assert unframed["X-Frame-Options"] == "DENY"

@@ -1,0 +1,20 @@
+"""Inside Sealos the whole app runs in an iframe of the Sealos desktop, not just the sign-in page."""
+
+from django.conf import settings
+
+
+class SealosFramingMiddleware:
+    """With Sealos sign-in on and SEALOS_DESKTOP_ORIGINS set, every page may be framed by those
+    origins (CSP frame-ancestors) and by no one else; otherwise X-Frame-Options: DENY stays.
+    Listed after XFrameOptionsMiddleware, so it sees the response first and can exempt it."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        origins = settings.SEALOS_DESKTOP_ORIGINS
+        if settings.ENABLE_SEALOS_AUTH and origins and "Content-Security-Policy" not in response:
+            response["Content-Security-Policy"] = "frame-ancestors " + " ".join(origins)
+            response.xframe_options_exempt = True
+        return response
