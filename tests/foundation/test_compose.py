@@ -276,10 +276,8 @@ def settings_seen_with(environment) -> dict:
     return json.loads(result.stdout)
 
 
-def test_the_env_example_states_the_true_defaults(db):
-    from tests.foundation.test_deploy import production_environment
-
-    environment = production_environment()
+def test_the_env_example_states_the_true_defaults(production_env):
+    environment = production_env()
     example = env_file_variables(PROJECT_ROOT / "deploy" / "production.env.example")
     active = active_env_file_variables(PROJECT_ROOT / "deploy" / "production.env.example")
     environment.update(active)

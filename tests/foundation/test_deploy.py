@@ -10,25 +10,6 @@ from cryptography.fernet import Fernet
 from fullstackagent.testing.processes import PROJECT_ROOT, platform_process_environment
 
 
-def production_environment(**extra) -> dict:
-    """What docker-compose.yml gives the platform, with its secrets as plain variables."""
-    settings = {
-        "DEBUG": "false",
-        "SECRET_KEY": secrets.token_urlsafe(50),
-        "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
-        "ALLOWED_HOSTS": "agent.example.com",
-        "CSRF_TRUSTED_ORIGINS": "https://agent.example.com",
-        "SANDBOX_BACKEND": "kubernetes",
-        "BEHIND_TLS_PROXY": "true",
-        "TRUSTED_PROXY_COUNT": "1",
-    }
-    environment = platform_process_environment(**{**settings, **extra})
-    # The variables that make an embedded or test setup must not leak into a production check.
-    for name in ("STATE_DIR", "LOCAL_SANDBOX_ROOT", "RECONCILE_INTERVAL_SECONDS"):
-        environment.pop(name, None)
-    return environment
-
-
 def manage(*args, environment) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "manage.py", *args],
@@ -36,15 +17,15 @@ def manage(*args, environment) -> subprocess.CompletedProcess:
     )
 
 
-def test_check_deploy_is_clean_with_production_settings(db):
-    result = manage("check", "--deploy", "--fail-level", "WARNING", environment=production_environment())
+def test_check_deploy_is_clean_with_production_settings(production_env):
+    result = manage("check", "--deploy", "--fail-level", "WARNING", environment=production_env())
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == "System check identified no issues (0 silenced)."
 
 
-def test_production_settings_refuse_to_start_without_their_secrets(db):
-    environment = production_environment()
+def test_production_settings_refuse_to_start_without_their_secrets(production_env):
+    environment = production_env()
     environment.pop("SECRET_KEY")
 
     result = manage("check", environment=environment)
@@ -53,8 +34,8 @@ def test_production_settings_refuse_to_start_without_their_secrets(db):
     assert "django.core.exceptions.ImproperlyConfigured: SECRET_KEY must be set when DEBUG is false" in result.stderr
 
 
-def test_production_settings_refuse_to_start_without_an_encryption_key(db):
-    environment = production_environment()
+def test_production_settings_refuse_to_start_without_an_encryption_key(production_env):
+    environment = production_env()
     environment.pop("FIELD_ENCRYPTION_KEYS")
 
     result = manage("check", environment=environment)
@@ -66,10 +47,10 @@ def test_production_settings_refuse_to_start_without_an_encryption_key(db):
     )
 
 
-def test_secrets_are_read_from_files(db, tmp_path):
+def test_secrets_are_read_from_files(production_env, tmp_path):
     (tmp_path / "secret_key").write_text(secrets.token_urlsafe(50) + "\n")
     (tmp_path / "field_encryption_keys").write_text(Fernet.generate_key().decode() + "\n")
-    environment = production_environment(
+    environment = production_env(
         SECRET_KEY_FILE=tmp_path / "secret_key", FIELD_ENCRYPTION_KEYS_FILE=tmp_path / "field_encryption_keys"
     )
     del environment["SECRET_KEY"], environment["FIELD_ENCRYPTION_KEYS"]
@@ -79,8 +60,8 @@ def test_secrets_are_read_from_files(db, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_a_typo_in_production_configuration_stops_the_process(db):
-    result = manage("check", environment=production_environment(SANDBOX_BACKEND="kubernets"))
+def test_a_typo_in_production_configuration_stops_the_process(production_env):
+    result = manage("check", environment=production_env(SANDBOX_BACKEND="kubernets"))
 
     assert result.returncode == 1
     assert "SANDBOX_BACKEND='kubernets' must be one of local, kubernetes" in result.stderr

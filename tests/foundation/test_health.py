@@ -5,7 +5,6 @@ import sys
 import time
 
 import pytest
-from cryptography.fernet import Fernet
 from django.test import override_settings
 
 from fullstackagent import embedded
@@ -52,16 +51,10 @@ def test_probe_names_a_host_django_accepts(allowed_hosts, host):
 
 
 @pytest.fixture
-def production_daphne(db, tmp_path):
+def production_daphne(production_env, tmp_path):
     """daphne as docker-compose runs it: DEBUG off, HTTPS redirects on, one allowed host."""
     port = embedded.free_port()
-    environment = platform_process_environment(
-        DEBUG="false",
-        SECRET_KEY="x" * 20 + Fernet.generate_key().decode(),
-        FIELD_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
-        ALLOWED_HOSTS="agent.example.com",
-        CSRF_TRUSTED_ORIGINS="https://agent.example.com",
-    )
+    environment = production_env()
     log = open(tmp_path / "daphne.log", "w")
     process = subprocess.Popen(
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "fullstackagent.asgi:application"],
