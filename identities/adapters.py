@@ -18,6 +18,13 @@ class AccountAdapter(DefaultAccountAdapter):
     def is_open_for_signup(self, request):
         return settings.ENABLE_PASSWORD_AUTH
 
+    def authenticate(self, request, **credentials):
+        # Hiding the form is not enough: with password sign-in off, a posted password is refused
+        # here too (GitHub and Sealos sign-ins do not come through this method).
+        if not settings.ENABLE_PASSWORD_AUTH:
+            return None
+        return super().authenticate(request, **credentials)
+
     def save_user(self, request, user, form, commit=True):
         user = super().save_user(request, user, form, commit=commit)
         if commit:

@@ -223,3 +223,10 @@ def test_the_address_stays_locked_for_another_account(client, user, other_user):
 
     assert RATE_LIMITED in response.content.decode()
     assert signed_in_user_id(client) is None
+
+
+def test_a_posted_password_is_refused_when_password_auth_is_off(client, user):
+    with override_settings(ENABLE_PASSWORD_AUTH=False):
+        response = client.post("/accounts/login/", {"login": "alice", "password": PASSWORD})
+    assert response.status_code == 200  # the form again, with its error
+    assert signed_in_user_id(client) is None
