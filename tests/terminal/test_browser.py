@@ -1,0 +1,141 @@
+"""End to end in headless Chromium: sign up, create a project, use its terminal, reload, upload.
+Every response body and websocket frame the browser saw is recorded and searched for the token."""
+
+import base64
+import re
+
+import pytest
+from django.db import connections
+from playwright.sync_api import sync_playwright
+
+from fullstackagent.testing.processes import wait_for
+from projects.models import Environment, Project
+from sandboxes.environment import TERMINAL_TOKEN_KEY
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless=new",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PASSWORD = "a-long-browser-password-42"
+TERMINAL = "#terminal-panes .terminal-pane.active"
+TERMINAL_ROWS = TERMINAL + " .xterm-rows"
+
+
+def screen(page) -> str:
+    return page.inner_text(TERMINAL_ROWS).replace("\xa0", " ")
+
+
+def wait_for_screen(page, pattern: str, timeout_ms: int = 20000) -> str:
+    page.wait_for_function(
+        "([selector, pattern]) => { const rows = document.querySelector(selector);"
+        " return rows && new RegExp(pattern, 'm').test(rows.innerText.replace(/\\u00a0/g, ' ')); }",
+        arg=[TERMINAL_ROWS, pattern],
+        timeout=timeout_ms,
+    )
+    return screen(page)
+
+
+def type_command(page, command: str) -> None:
+    page.click(TERMINAL + " .xterm-screen")
+    page.keyboard.type(command)
+    page.keyboard.press("Enter")
+
+
+@pytest.mark.browser
+def test_terminal_end_to_end_without_the_token_ever_reaching_the_browser(live_platform, monkeypatch, tmp_path):
+    # Playwright's sync API runs an event loop in this thread; the ORM calls here are plain blocking
+    # reads between browser steps, which Django refuses without this switch.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    bodies, frames, request_urls = [], [], []
+
+    def record_response(response):
+        try:
+            bodies.append((response.url, response.body()))
+        except Exception:  # redirects and aborted loads have no body to record
+            bodies.append((response.url, b""))
+
+    def record_websocket(websocket):
+        request_urls.append(websocket.url)
+        websocket.on("framereceived", lambda payload: frames.append(payload))
+        websocket.on("framesent", lambda payload: frames.append(payload))
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        context = browser.new_context(base_url=live_platform.url, viewport={"width": 1280, "height": 800})
+        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_platform.url)
+        page = context.new_page()
+        page.on("response", record_response)
+        page.on("request", lambda request: request_urls.append(request.url))
+        page.on("websocket", record_websocket)
+        page.on("console", lambda message: print("console:", message.text))
+        page.on("pageerror", lambda error: print("pageerror:", error))
+        try:
+            # Sign up, create a project.
+            page.goto("/accounts/signup/")
+            page.fill("#id_username", "browser-user")
+            page.fill("#id_password1", PASSWORD)
+            page.fill("#id_password2", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url(re.compile(r"/$"))
+            page.click("#new-project-button")
+            page.fill("#new-project-name", "Browser App")
+            page.click("#new-project-form button[type=submit]")
+            project = wait_for(
+                lambda: Project.objects.filter(name="Browser App", user__username="browser-user").first(),
+                message="the project to be created",
+            )
+
+            # The terminal page shows the sandbox's status until it runs, then connects by itself.
+            page.goto(f"/projects/{project.pk}/terminal/")
+            wait_for_screen(page, r"[$#]\s*$", timeout_ms=60000)
+            assert page.is_hidden("#terminal-overlay")
+            type_command(page, "FSA_MARK=$((5*5)); echo $((6*7))")
+            wait_for_screen(page, r"^42\s*$")
+
+            # Reload: the same tmux session comes back, with the screen and the shell's variables.
+            page.reload()
+            wait_for_screen(page, r"^42\s*$")
+            type_command(page, "echo mark-$FSA_MARK")
+            wait_for_screen(page, r"^mark-25\s*$")
+
+            # Drop a file onto the terminal: it lands in the shell's directory, its path is copied.
+            page.evaluate(
+                """() => {
+                    const data = new DataTransfer();
+                    data.items.add(new File(["dropped through the platform\\n"], "greeting.txt", {type: "text/plain"}));
+                    const panes = document.getElementById("terminal-panes");
+                    panes.dispatchEvent(new DragEvent("dragover", {dataTransfer: data, bubbles: true, cancelable: true}));
+                    panes.dispatchEvent(new DragEvent("drop", {dataTransfer: data, bubbles: true, cancelable: true}));
+                }"""
+            )
+            page.wait_for_function("() => document.getElementById('terminal-upload').dataset.path")
+            uploaded = page.get_attribute("#terminal-upload", "data-path")
+            assert uploaded.endswith("/workspace/greeting.txt")
+            assert page.evaluate("() => navigator.clipboard.readText()") == uploaded
+            type_command(page, "cat greeting.txt")
+            wait_for_screen(page, r"^dropped through the platform\s*$")
+        except Exception:
+            page.screenshot(path=tmp_path / "failure.png")  # printed output and this explain failures
+            print(live_platform.output()[-3000:])
+            raise
+        finally:
+            context.close()
+            browser.close()
+            # Code under sync_playwright runs in a greenlet with its own context, hence its own
+            # database connection, which pytest-django does not know about and would not close.
+            connections.close_all()
+
+    token = Environment.objects.get(project=project, key=TERMINAL_TOKEN_KEY).value
+    credential = base64.b64encode(f"agent:{token}".encode()).decode()
+    assert len(bodies) > 10 and len(frames) > 10
+    assert any(url.endswith(f"/projects/{project.pk}/terminal/") and b"terminal-app" in body for url, body in bodies)
+    for secret in (token, credential):
+        assert not [url for url, body in bodies if secret.encode() in body]
+        assert not [frame for frame in frames if secret in (frame if isinstance(frame, str) else frame.decode("latin-1"))]
+        assert not [url for url in request_urls if secret in url]
+    assert token not in live_platform.output()
