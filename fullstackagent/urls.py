@@ -13,6 +13,7 @@ urlpatterns = [
     path("api/", include("projects.api_urls")),
     path("identities/", include("identities.urls")),
     path("", include("sandboxes.urls")),
+    path("settings/", include("identities.settings_urls")),
     path("", include("projects.urls")),
     # Last: any other path under /api/ gets the API's JSON 404 instead of the HTML page.
     re_path(r"^api/", api_not_found),

@@ -244,7 +244,7 @@ class UserConfigReveal(APIView):
         return Response(ConfigSerializer(config, context={"reveal": True}).data)
 
 
-_ANTHROPIC_FIELDS = {
+ANTHROPIC_FIELDS = {
     "baseUrl": ConfigKey.ANTHROPIC_BASE_URL,
     "apiKey": ConfigKey.ANTHROPIC_API_KEY,
     "model": ConfigKey.ANTHROPIC_MODEL,
@@ -283,8 +283,8 @@ class AnthropicConfigView(APIView):
         serializer.is_valid(raise_exception=True)
         saved = []
         for field, value in serializer.validated_data.items():
-            set_user_config(request.user, _ANTHROPIC_FIELDS[field], value)
-            saved.append(_ANTHROPIC_FIELDS[field])
+            set_user_config(request.user, ANTHROPIC_FIELDS[field], value)
+            saved.append(ANTHROPIC_FIELDS[field])
         message = f"Saved {', '.join(saved)}; running sandboxes pick it up within a few seconds." if saved else "Nothing to save."
         return Response(AnthropicResultSerializer({"message": message, "anthropic": anthropic_settings(request.user)}).data)
 

@@ -71,17 +71,24 @@ def owned_project(user, project_id) -> Project:
     return _annotate(project)
 
 
+def with_resources(project: Project) -> Project:
+    """A project some other code loaded, with its sandbox, database and allowed actions added."""
+    return _annotate(_with_resources(Project.objects.filter(pk=project.pk)).get())
+
+
 def sidebar_projects(user) -> list:
     """Names and statuses for the project layout's sidebar: one query."""
     return list(Project.objects.visible().owned_by(user).only("id", "name", "status"))
 
 
-def project_page_context(request, project_id, *, section: str) -> dict:
-    """What templates/projects/layout.html needs: the project (404 unless the user owns it), the
-    sidebar and the current section's name for the navigation. Views extending the layout (the
-    terminal page too) start from this."""
-    project = owned_project(request.user, project_id)
-    return {"project": project, "sidebar_projects": sidebar_projects(request.user), "section": section}
+def project_page_context(request, project_id) -> dict:
+    """What templates/projects/layout.html needs: the project (404 unless the user owns it) and the
+    sidebar's projects. Views extending the layout start from this; the layout's template tags
+    load the sidebar themselves when a view passes only ``project``."""
+    return {
+        "project": owned_project(request.user, project_id),
+        "sidebar_projects": sidebar_projects(request.user),
+    }
 
 
 def variables(project: Project, category: str | None = None) -> list:

@@ -1,7 +1,27 @@
+"""Project pages. /projects/<id>/terminal/ is served by the terminal's view (sandboxes.views)."""
+
 from django.urls import path
 
 from projects import views
+from sandboxes import views as sandbox_views
 
 urlpatterns = [
     path("", views.project_list, name="project-list"),
+    path("projects/cards/", views.project_cards, name="project-cards"),
+    path("projects/<int:project_id>/", views.project_home, name="project-home"),
+    path("projects/<int:project_id>/terminal/", sandbox_views.terminal_page, name="project-terminal"),
+    path("projects/<int:project_id>/status-bar/", views.project_status_bar, name="project-status-bar"),
+    path("projects/<int:project_id>/start/", views.project_action, {"action": "start"}, name="project-start"),
+    path("projects/<int:project_id>/stop/", views.project_action, {"action": "stop"}, name="project-stop"),
+    path("projects/<int:project_id>/delete/", views.project_action, {"action": "delete"}, name="project-delete"),
+    path("projects/<int:project_id>/database/", views.database_page, name="project-database"),
+    path("projects/<int:project_id>/environment/", views.environment_page, name="project-environment"),
+    path("projects/<int:project_id>/secrets/", views.secrets_page, name="project-secrets"),
+    path("projects/<int:project_id>/auth/", views.auth_page, name="project-auth"),
+    path("projects/<int:project_id>/payment/", views.payment_page, name="project-payment"),
+    path(
+        "projects/<int:project_id>/variables/<int:variable_id>/delete/",
+        views.delete_variable,
+        name="project-variable-delete",
+    ),
 ]

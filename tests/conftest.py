@@ -3,7 +3,7 @@ fullstackagent.testing.plugin; these fixtures add users, clients and a real Cele
 
 import pytest
 
-from fullstackagent.testing.processes import CeleryWorker
+from fullstackagent.testing.processes import CeleryWorker, PlatformServer
 
 
 @pytest.fixture
@@ -55,3 +55,77 @@ def start_celery_worker(transactional_db, tmp_path):
     yield start
     for worker in workers:
         worker.stop()
+
+
+@pytest.fixture
+def live_platform(transactional_db, tmp_path):
+    """The real platform (daphne: pages, API, terminal websocket) on a free port, with this run's
+    test database; ``live_platform.url`` is its address. Add the ``celery_worker`` fixture for
+    the reconcilers. Data a test writes is committed (transactional_db), so daphne sees it."""
+    server = PlatformServer(tmp_path)
+    yield server
+    server.stop()
+    _wait_for_other_connections_to_close()
+    print(f"--- daphne log ---\n{server.output()[-6000:]}")
+
+
+def _wait_for_other_connections_to_close(timeout: float = 10.0) -> None:
+    """PostgreSQL ends a client's backend a moment after the client exits; until then the test
+    database cannot be flushed or dropped ("being accessed by other users")."""
+    import time
+
+    from django.db import connection
+
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            if cursor.fetchone()[0] == 0:
+                return
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def browser_session_cookie(live_platform):
+    """A function making a signed-in session for a user; returns the cookie for Playwright."""
+    from django.conf import settings
+    from django.test import Client
+
+    def sign_in(user) -> dict:
+        client = Client()
+        client.force_login(user)
+        return {
+            "name": settings.SESSION_COOKIE_NAME,
+            "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
+            "url": live_platform.url,
+        }
+
+    return sign_in
+
+
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--headless=new", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+
+
+@pytest.fixture
+def chromium(monkeypatch):
+    """Headless Chromium (Debian's /usr/bin/chromium) driven by Playwright; closed after the test."""
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop running in this thread, which makes Django refuse
+    # ORM calls from the test body; the test still runs one thing at a time, so they are safe.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+        # While Playwright's loop runs, Django keeps this thread's connections apart from the ones
+        # the test database was set up with (asgiref's per-context storage); close them, or the
+        # test database cannot be dropped at the end of the run.
+        from django.db import connections
+
+        connections.close_all()

@@ -93,3 +93,46 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, message: 
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {message}")
         time.sleep(interval)
+
+
+class PlatformServer:
+    """The platform's HTTP + websocket server (daphne) on a free port, against this run's test
+    database and Redis, as `make run` starts it. Used by the browser tests (the ``live_platform``
+    fixture) and bench/api.py."""
+
+    def __init__(self, log_dir: Path, name: str = "daphne", **environment):
+        from fullstackagent import embedded
+
+        self.port = embedded.free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_dir / f"{name}.log"
+        self.log = open(self.log_path, "w")
+        command = [
+            sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "fullstackagent.asgi:application",
+        ]
+        self.process = subprocess.Popen(
+            command,
+            cwd=PROJECT_ROOT,
+            env=platform_process_environment(**environment),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while not embedded.port_open(self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"daphne did not start:\n{self.output()[-4000:]}")
+            time.sleep(0.1)
+
+    def output(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
