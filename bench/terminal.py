@@ -1,0 +1,213 @@
+"""Terminal relay benchmark: output throughput and keystroke echo latency, straight to a sandbox's ttyd
+and through the platform (daphne serving fullstackagent.asgi, signed in with a session cookie), in
+one run against the same local-backend sandbox (ttyd + tmux, as `make run` has it).
+
+Throughput: the shell prints `head -c SIZE /dev/zero | base64` and the client counts the bytes it
+receives until an end marker; bytes/s. Echo: one character typed, timed until its echo arrives;
+the median of many samples.
+
+By default the sandbox's terminals run without tmux (a project variable TMUX_BIN names no binary,
+which runtime/terminal-session.sh answers with a plain shell): tmux redraws the screen instead of
+passing every byte on, and sends fewer bytes to a slower reader, so through tmux "bytes received
+per second" would not measure the relay. `--with-tmux` measures the chain users get instead.
+Ends with the lines
+    throughput ratio (relay/direct): 0.95
+    echo p50: direct 0.15 ms, relay 0.40 ms
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+from _harness import PROJECT_ROOT, BenchPlatform
+
+END_MARKER = b"BENCH-42-DONE"  # printed as BENCH-$((40+2))-DONE, so the typed command never matches
+PROMPT_MARKERS = (b"$ ", b"# ")
+
+
+class Terminal:
+    """A ttyd-protocol client over either path: the same code measures both."""
+
+    def __init__(self, websocket):
+        self.websocket = websocket
+
+    @classmethod
+    async def open(cls, url, *, headers, subprotocols, init):
+        import websockets
+
+        websocket = await websockets.connect(
+            url, additional_headers=headers, subprotocols=subprotocols,
+            compression=None, max_size=None, open_timeout=10,
+        )
+        await websocket.send(json.dumps(init).encode())
+        terminal = cls(websocket)
+        await terminal.read_until(lambda tail: any(marker in tail for marker in PROMPT_MARKERS), timeout=20)
+        return terminal
+
+    async def type(self, text: str) -> None:
+        await self.websocket.send(b"0" + text.encode())
+
+    async def read_until(self, done, timeout: float = 120.0) -> int:
+        """Reads output frames until done(last bytes) is true; returns the bytes received."""
+        received = 0
+        self.frames = 0
+        tail = b""
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = await self.websocket.recv()
+                received += len(frame)
+                self.frames += 1
+                if frame[:1] == b"0":
+                    tail = (tail + frame[1:])[-256:]
+                    if done(tail):
+                        return received
+
+    async def throughput(self, size: str) -> tuple[float, int]:
+        await self.type("clear\r")
+        await asyncio.sleep(0.3)
+        await self._drain()
+        started = time.perf_counter()
+        await self.type(f"head -c {size} /dev/zero | base64; echo BENCH-$((40+2))-DONE\r")
+        received = await self.read_until(lambda tail: END_MARKER in tail)
+        elapsed = time.perf_counter() - started
+        return received / elapsed, received
+
+    async def echo_samples(self, count: int) -> list[float]:
+        samples = []
+        await self._drain()
+        for index in range(count):
+            if index and index % 40 == 0:
+                await self.type("\x15")  # Ctrl-U: keep the line short, no wrapping redraws
+                await asyncio.sleep(0.05)
+                await self._drain()
+            started = time.perf_counter()
+            await self.type("a")
+            await self.read_until(lambda tail: b"a" in tail, timeout=10)
+            samples.append((time.perf_counter() - started) * 1000)
+        await self.type("\x15")
+        return samples
+
+    async def _drain(self) -> None:
+        while True:
+            try:
+                async with asyncio.timeout(0.2):
+                    await self.websocket.recv()
+            except TimeoutError:
+                return
+
+    async def close(self) -> None:
+        await self.websocket.close()
+
+
+def start_daphne(platform, port: int) -> subprocess.Popen:
+    """daphne as fullstackagent.launcher runs it."""
+    from fullstackagent.embedded import port_open
+
+    log = open(platform.scratch / "daphne.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "fullstackagent.asgi:application"],
+        cwd=PROJECT_ROOT, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT,
+    )
+    platform.processes.append(process)
+    deadline = time.monotonic() + 30
+    while not port_open(port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("daphne did not start: " + (platform.scratch / "daphne.log").read_text()[-2000:])
+        time.sleep(0.05)
+    return process
+
+
+async def measure(paths: dict, args) -> dict:
+    results = {mode: {"throughput": [], "echo": []} for mode in paths}
+    terminals = {}
+    for mode, (url, headers, subprotocols, init) in paths.items():
+        terminals[mode] = await Terminal.open(
+            url, headers=headers, subprotocols=subprotocols, init={"columns": 120, "rows": 40, **init}
+        )
+    try:
+        # Alternating rounds: a busy neighbour on the machine slows both paths alike.
+        for _ in range(args.rounds):
+            for mode in ("direct", "relay"):
+                rate, received = await terminals[mode].throughput(args.size)
+                results[mode]["throughput"].append(rate)
+                print(f"  {mode:6} throughput {rate / 1e6:7.2f} MB/s ({received / 1e6:.1f} MB in {terminals[mode].frames} frames)")
+        for _ in range(args.rounds):
+            for mode in ("direct", "relay"):
+                results[mode]["echo"] += await terminals[mode].echo_samples(args.echoes // args.rounds)
+    finally:
+        for terminal in terminals.values():
+            await terminal.close()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", default="50M", help="bytes for head -c before base64 (default 50M)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per path (default 3)")
+    parser.add_argument("--echoes", type=int, default=600, help="echo samples per path (default 600)")
+    parser.add_argument("--with-tmux", action="store_true", help="keep tmux between ttyd and the shell, as users have it")
+    args = parser.parse_args()
+
+    with BenchPlatform("terminal") as platform:
+        from django.contrib.auth import get_user_model
+        from django.test import Client
+
+        from fullstackagent.embedded import free_port
+        from fullstackagent.status import ResourceStatus
+        from projects import services
+        from sandboxes.backends import get_sandbox_backend
+        from sandboxes.models import Sandbox
+        from sandboxes.reconcile import build_spec
+
+        user = get_user_model().objects.create_user("bench", password="bench-password-1")
+        project = services.do_create_project(user, name="Bench Terminal")
+        if not args.with_tmux:
+            services.do_set_variables(project, [{"key": "TMUX_BIN", "value": "/nonexistent/tmux"}])
+        sandbox = Sandbox.objects.get(project=project)
+        backend = get_sandbox_backend()
+        spec = build_spec(sandbox)
+        backend.create(spec)
+        Sandbox.objects.filter(pk=sandbox.pk).update(status=ResourceStatus.RUNNING)
+        upstream = backend.terminal_upstream(spec)
+        client = Client()
+        client.force_login(user)
+        cookie = client.cookies["sessionid"].value
+
+        port = free_port()
+        start_daphne(platform, port)
+        # Separate tmux sessions, so each path has its own shell and screen. The direct client does
+        # what the proxy does (credential header, AuthToken); the relay client what a browser does.
+        paths = {
+            "direct": (
+                f"{upstream.url}?arg=bench-direct",
+                dict(upstream.headers),
+                list(upstream.subprotocols),
+                {"AuthToken": upstream.auth_token},
+            ),
+            "relay": (
+                f"ws://127.0.0.1:{port}/ws/projects/{project.pk}/terminal/?session=bench-relay",
+                {"Origin": f"http://127.0.0.1:{port}", "Cookie": f"sessionid={cookie}"},
+                None,
+                {},
+            ),
+        }
+        try:
+            results = asyncio.run(measure(paths, args))
+        finally:
+            backend.delete(spec)
+
+    throughput = {mode: statistics.median(values["throughput"]) for mode, values in results.items()}
+    echo = {mode: statistics.median(values["echo"]) for mode, values in results.items()}
+    print(f"throughput: direct {throughput['direct'] / 1e6:.2f} MB/s, relay {throughput['relay'] / 1e6:.2f} MB/s (medians of {args.rounds})")
+    print(f"echo samples: {len(results['direct']['echo'])} per path; p90 direct {statistics.quantiles(results['direct']['echo'], n=10)[-1]:.2f} ms, relay {statistics.quantiles(results['relay']['echo'], n=10)[-1]:.2f} ms")
+    print(f"throughput ratio (relay/direct): {throughput['relay'] / throughput['direct']:.2f}")
+    print(f"echo p50: direct {echo['direct']:.2f} ms, relay {echo['relay']:.2f} ms")
+
+
+if __name__ == "__main__":
+    main()
