@@ -139,3 +139,48 @@ def test_terminal_end_to_end_without_the_token_ever_reaching_the_browser(live_pl
         assert not [frame for frame in frames if secret in (frame if isinstance(frame, str) else frame.decode("latin-1"))]
         assert not [url for url in request_urls if secret in url]
     assert token not in live_platform.output()
+
+
+@pytest.mark.browser
+def test_overlay_shows_the_sandbox_status_while_stopped_and_the_terminal_comes_back(live_platform, user, monkeypatch):
+    from django.test import Client
+
+    from fullstackagent.status import ResourceStatus
+    from projects import services
+    from sandboxes.models import Sandbox
+
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    project = services.do_create_project(user, name="Overlay App")
+    wait_for(lambda: Sandbox.objects.get(project=project).status == ResourceStatus.RUNNING, timeout=30, message="RUNNING")
+    client = Client()
+    client.force_login(user)
+    cookie = {"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_platform.url}
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        context = browser.new_context(base_url=live_platform.url, viewport={"width": 1280, "height": 800})
+        context.add_cookies([cookie])
+        page = context.new_page()
+        try:
+            page.goto(f"/projects/{project.pk}/terminal/")
+            wait_for_screen(page, r"[$#]\s*$", timeout_ms=30000)
+            assert page.is_hidden("#terminal-overlay")
+
+            services.do_stop_project(project)
+            # The shell goes away (4502), the reconnect is refused (4409), the page polls the status.
+            page.wait_for_function(
+                "() => !document.getElementById('terminal-overlay').hidden &&"
+                " document.getElementById('terminal-overlay-title').textContent === 'Sandbox: STOPPED'",
+                timeout=30000,
+            )
+            assert page.inner_text("#terminal-status-badge") == "Sandbox: STOPPED"
+
+            services.do_start_project(project)
+            page.wait_for_selector("#terminal-overlay", state="hidden", timeout=30000)
+            type_command(page, "echo back-$((20+22))")
+            wait_for_screen(page, r"^back-42\s*$")
+            assert page.inner_text("#terminal-status-badge") == "Sandbox: RUNNING"
+        finally:
+            context.close()
+            browser.close()
+            connections.close_all()
