@@ -222,12 +222,12 @@ def _fixed_page(request, project_id, category: str, variables, template: str):
                 services.do_set_variables(project, to_save)
             for key in to_remove:
                 services.do_delete_variable(project, key)
-            done = [f"saved {', '.join(item['key'] for item in to_save)}"] if to_save else []
-            done += [f"removed {', '.join(to_remove)}"] if to_remove else []
+            done = [f"Saved {', '.join(item['key'] for item in to_save)}"] if to_save else []
+            done += [f"{'removed' if done else 'Removed'} {', '.join(to_remove)}"] if to_remove else []
             if generate and any(item["key"] == generate for item in to_save):
                 messages.success(request, f"Generated a new {generate} and saved it. {CHANGES_REACH_SANDBOX}")
             elif done:
-                messages.success(request, f"{'; '.join(done).capitalize()}. {CHANGES_REACH_SANDBOX}")
+                messages.success(request, f"{'; '.join(done)}. {CHANGES_REACH_SANDBOX}")
             else:
                 messages.info(request, "Nothing changed.")
             return redirect(_SECTION_URLS[category], project_id=project.pk)

@@ -48,6 +48,11 @@ def put_in_state(project, status, *, public_url="", connection_url="", error="")
 
 
 @pytest.fixture
+def set_project_state():
+    return put_in_state
+
+
+@pytest.fixture
 def showcase(user, other_user):
     """A user with projects in several states and some variables, for the page tests."""
     blog = services.do_create_project(user, name="My Blog", description="A blog about sailing boats, with comments.")
