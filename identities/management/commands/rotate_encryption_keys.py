@@ -39,11 +39,12 @@ def encrypted_columns():
 
 class Command(BaseCommand):
     help = (
-        "Re-encrypt every encrypted column (user settings, environment variables, database connection URLs, "
-        "identity metadata) under the first key of FIELD_ENCRYPTION_KEYS. Every configured key is tried for "
-        "decryption, so run it with FIELD_ENCRYPTION_KEYS=<new>,<old>; afterwards the old key can be removed. "
-        "Values already under the first key are left as they are. Exits with an error naming each table, "
-        "column and row that no configured key decrypts (those rows are left unchanged)."
+        "Re-encrypt every encrypted column of every installed model (such as user settings, environment "
+        "variables, database connection URLs and identity metadata) under the first key of "
+        "FIELD_ENCRYPTION_KEYS. Every configured key is tried for decryption, so run it with "
+        "FIELD_ENCRYPTION_KEYS=<new>,<old>; afterwards the old key can be removed. Values already under the "
+        "first key are left as they are. Exits with an error naming the table, column and row of the values "
+        f"no configured key decrypts (the first {LISTED_FAILURES}); those rows are left unchanged."
     )
 
     def add_arguments(self, parser):
