@@ -51,7 +51,6 @@
   const overlay = document.getElementById("terminal-overlay");
   const overlayTitle = document.getElementById("terminal-overlay-title");
   const overlayDetail = document.getElementById("terminal-overlay-detail");
-  const badge = document.getElementById("terminal-status-badge");
   const appUrl = document.getElementById("terminal-app-url");
   const appUrlNone = document.getElementById("terminal-app-url-none");
   const dropHint = document.getElementById("terminal-drop-hint");
@@ -306,8 +305,8 @@
   }
 
   function showState(state) {
-    badge.textContent = "Sandbox: " + (state.sandbox || "none");
-    badge.className = "badge status-" + String(state.sandbox || "missing").toLowerCase();
+    // The layout's status bar (projects/_status_bar.html) shows the statuses; this page keeps the
+    // Network panel current.
     if (state.app_url) {
       appUrl.href = state.app_url;
       appUrl.textContent = state.app_url;

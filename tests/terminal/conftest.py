@@ -150,58 +150,10 @@ def workspace(project) -> Path:
     return Path(get_sandbox_backend().workspace(build_spec(Sandbox.objects.get(project=project))))
 
 
-class LivePlatform:
-    """daphne serving fullstackagent.asgi on a free port, against this run's test database."""
-
-    def __init__(self, tmp_path: Path):
-        import subprocess
-        import sys
-        import time
-
-        from fullstackagent.embedded import free_port, port_open
-        from fullstackagent.testing.processes import PROJECT_ROOT, platform_process_environment
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = tmp_path / "daphne.log"
-        self.log = open(self.log_path, "w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "fullstackagent.asgi:application"],
-            cwd=PROJECT_ROOT,
-            env=platform_process_environment(),
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 30
-        while not port_open(self.port):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"daphne did not start:\n{self.log_path.read_text()[-4000:]}")
-            time.sleep(0.05)
-
-    def output(self) -> str:
-        return self.log_path.read_text()
-
-    def stop(self) -> None:
-        import subprocess
-
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
-
 
 @pytest.fixture
-def live_platform(celery_worker, tmp_path):
-    """The whole platform for browser tests: daphne plus a Celery worker with beat (the worker
-    fixture brings transactional_db, so both processes see what the test writes)."""
-    platform = LivePlatform(tmp_path)
-    platform.celery_worker = celery_worker
-    yield platform
-    platform.stop()
-    # Sandboxes the browser created: end their ttyd and tmux processes.
+def sandboxes_cleanup(transactional_db):
+    """Ends the ttyd and tmux processes of sandboxes that a browser test created through the UI."""
+    yield
     for sandbox in Sandbox.objects.all():
         get_sandbox_backend().delete(build_spec(sandbox))

@@ -1,26 +1,19 @@
-"""End to end in headless Chromium: sign up, create a project, use its terminal, reload, upload.
-Every response body and websocket frame the browser saw is recorded and searched for the token."""
+"""End to end in headless Chromium against the live platform (daphne + a Celery worker): sign up,
+create a project, use its terminal, reload, upload; and the status overlay while it is stopped.
+Every response body and websocket frame the browser saw is searched for the token."""
 
 import base64
 import re
 
 import pytest
-from django.db import connections
-from playwright.sync_api import sync_playwright
 
+from fullstackagent.status import ResourceStatus
 from fullstackagent.testing.processes import wait_for
+from projects import services
 from projects.models import Environment, Project
 from sandboxes.environment import TERMINAL_TOKEN_KEY
+from sandboxes.models import Sandbox
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless=new",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PASSWORD = "a-long-browser-password-42"
 TERMINAL = "#terminal-panes .terminal-pane.active"
 TERMINAL_ROWS = TERMINAL + " .xterm-rows"
@@ -31,6 +24,7 @@ def screen(page) -> str:
 
 
 def wait_for_screen(page, pattern: str, timeout_ms: int = 20000) -> str:
+    """Waits until a line of the visible terminal matches ``pattern`` (a multi-line regex)."""
     page.wait_for_function(
         "([selector, pattern]) => { const rows = document.querySelector(selector);"
         " return rows && new RegExp(pattern, 'm').test(rows.innerText.replace(/\\u00a0/g, ' ')); }",
@@ -46,11 +40,25 @@ def type_command(page, command: str) -> None:
     page.keyboard.press("Enter")
 
 
+def drop_file(page, name: str, text: str) -> None:
+    """What a drag from the desktop does, built in the page (Playwright cannot drag OS files)."""
+    page.evaluate(
+        """([name, text]) => {
+            const data = new DataTransfer();
+            data.items.add(new File([text], name, {type: "text/plain"}));
+            const panes = document.getElementById("terminal-panes");
+            for (const type of ["dragover", "drop"]) {
+                panes.dispatchEvent(new DragEvent(type, {dataTransfer: data, bubbles: true, cancelable: true}));
+            }
+        }""",
+        [name, text],
+    )
+
+
 @pytest.mark.browser
-def test_terminal_end_to_end_without_the_token_ever_reaching_the_browser(live_platform, monkeypatch, tmp_path):
-    # Playwright's sync API runs an event loop in this thread; the ORM calls here are plain blocking
-    # reads between browser steps, which Django refuses without this switch.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+def test_terminal_end_to_end_without_the_token_ever_reaching_the_browser(
+    live_platform, celery_worker, chromium, sandboxes_cleanup, tmp_path
+):
     bodies, frames, request_urls = [], [], []
 
     def record_response(response):
@@ -64,71 +72,56 @@ def test_terminal_end_to_end_without_the_token_ever_reaching_the_browser(live_pl
         websocket.on("framereceived", lambda payload: frames.append(payload))
         websocket.on("framesent", lambda payload: frames.append(payload))
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        context = browser.new_context(base_url=live_platform.url, viewport={"width": 1280, "height": 800})
-        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_platform.url)
-        page = context.new_page()
-        page.on("response", record_response)
-        page.on("request", lambda request: request_urls.append(request.url))
-        page.on("websocket", record_websocket)
-        page.on("console", lambda message: print("console:", message.text))
-        page.on("pageerror", lambda error: print("pageerror:", error))
-        try:
-            # Sign up, create a project.
-            page.goto("/accounts/signup/")
-            page.fill("#id_username", "browser-user")
-            page.fill("#id_password1", PASSWORD)
-            page.fill("#id_password2", PASSWORD)
-            page.click("button[type=submit]")
-            page.wait_for_url(re.compile(r"/$"))
-            page.click("#new-project-button")
-            page.fill("#new-project-name", "Browser App")
-            page.click("#new-project-form button[type=submit]")
-            project = wait_for(
-                lambda: Project.objects.filter(name="Browser App", user__username="browser-user").first(),
-                message="the project to be created",
-            )
+    context = chromium.new_context(base_url=live_platform.url, viewport={"width": 1280, "height": 800})
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_platform.url)
+    page = context.new_page()
+    page.on("response", record_response)
+    page.on("request", lambda request: request_urls.append(request.url))
+    page.on("websocket", record_websocket)
+    page.on("console", lambda message: print("console:", message.text))
+    page.on("pageerror", lambda error: print("pageerror:", error))
+    try:
+        # Sign up, create a project.
+        page.goto("/accounts/signup/")
+        page.fill("#id_username", "browser-user")
+        page.fill("#id_password1", PASSWORD)
+        page.fill("#id_password2", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(re.compile(r"/$"))
+        page.click("#new-project-button")
+        page.fill("#new-project-name", "Browser App")
+        page.click("#new-project-form button[type=submit]")
+        project = wait_for(
+            lambda: Project.objects.filter(name="Browser App", user__username="browser-user").first(),
+            message="the project to be created",
+        )
 
-            # The terminal page shows the sandbox's status until it runs, then connects by itself.
-            page.goto(f"/projects/{project.pk}/terminal/")
-            wait_for_screen(page, r"[$#]\s*$", timeout_ms=60000)
-            assert page.is_hidden("#terminal-overlay")
-            type_command(page, "FSA_MARK=$((5*5)); echo $((6*7))")
-            wait_for_screen(page, r"^42\s*$")
+        # The terminal page shows the sandbox's status until it runs, then connects by itself.
+        page.goto(f"/projects/{project.pk}/terminal/")
+        wait_for_screen(page, r"[$#]\s*$", timeout_ms=60000)
+        assert page.is_hidden("#terminal-overlay")
+        type_command(page, "FSA_MARK=$((5*5)); echo $((6*7))")
+        wait_for_screen(page, r"^42\s*$")
 
-            # Reload: the same tmux session comes back, with the screen and the shell's variables.
-            page.reload()
-            wait_for_screen(page, r"^42\s*$")
-            type_command(page, "echo mark-$FSA_MARK")
-            wait_for_screen(page, r"^mark-25\s*$")
+        # Reload: the same tmux session comes back, with the screen and the shell's variables.
+        page.reload()
+        wait_for_screen(page, r"^42\s*$")
+        type_command(page, "echo mark-$FSA_MARK")
+        wait_for_screen(page, r"^mark-25\s*$")
 
-            # Drop a file onto the terminal: it lands in the shell's directory, its path is copied.
-            page.evaluate(
-                """() => {
-                    const data = new DataTransfer();
-                    data.items.add(new File(["dropped through the platform\\n"], "greeting.txt", {type: "text/plain"}));
-                    const panes = document.getElementById("terminal-panes");
-                    panes.dispatchEvent(new DragEvent("dragover", {dataTransfer: data, bubbles: true, cancelable: true}));
-                    panes.dispatchEvent(new DragEvent("drop", {dataTransfer: data, bubbles: true, cancelable: true}));
-                }"""
-            )
-            page.wait_for_function("() => document.getElementById('terminal-upload').dataset.path")
-            uploaded = page.get_attribute("#terminal-upload", "data-path")
-            assert uploaded.endswith("/workspace/greeting.txt")
-            assert page.evaluate("() => navigator.clipboard.readText()") == uploaded
-            type_command(page, "cat greeting.txt")
-            wait_for_screen(page, r"^dropped through the platform\s*$")
-        except Exception:
-            page.screenshot(path=tmp_path / "failure.png")  # printed output and this explain failures
-            print(live_platform.output()[-3000:])
-            raise
-        finally:
-            context.close()
-            browser.close()
-            # Code under sync_playwright runs in a greenlet with its own context, hence its own
-            # database connection, which pytest-django does not know about and would not close.
-            connections.close_all()
+        # Drop a file onto the terminal: it lands in the shell's directory, its path is copied.
+        drop_file(page, "greeting.txt", "dropped through the platform\n")
+        page.wait_for_function("() => document.getElementById('terminal-upload').dataset.path")
+        uploaded = page.get_attribute("#terminal-upload", "data-path")
+        assert uploaded.endswith("/workspace/greeting.txt")
+        assert page.evaluate("() => navigator.clipboard.readText()") == uploaded
+        type_command(page, "cat greeting.txt")
+        wait_for_screen(page, r"^dropped through the platform\s*$")
+    except Exception:
+        page.screenshot(path=tmp_path / "failure.png")  # with the printed console, explains failures
+        raise
+    finally:
+        context.close()
 
     token = Environment.objects.get(project=project, key=TERMINAL_TOKEN_KEY).value
     credential = base64.b64encode(f"agent:{token}".encode()).decode()
@@ -142,45 +135,31 @@ def test_terminal_end_to_end_without_the_token_ever_reaching_the_browser(live_pl
 
 
 @pytest.mark.browser
-def test_overlay_shows_the_sandbox_status_while_stopped_and_the_terminal_comes_back(live_platform, user, monkeypatch):
-    from django.test import Client
-
-    from fullstackagent.status import ResourceStatus
-    from projects import services
-    from sandboxes.models import Sandbox
-
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+def test_overlay_shows_the_sandbox_status_while_stopped_and_the_terminal_comes_back(
+    live_platform, celery_worker, chromium, browser_session_cookie, sandboxes_cleanup, user
+):
     project = services.do_create_project(user, name="Overlay App")
     wait_for(lambda: Sandbox.objects.get(project=project).status == ResourceStatus.RUNNING, timeout=30, message="RUNNING")
-    client = Client()
-    client.force_login(user)
-    cookie = {"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_platform.url}
+    context = chromium.new_context(base_url=live_platform.url, viewport={"width": 1280, "height": 800})
+    context.add_cookies([browser_session_cookie(user)])
+    page = context.new_page()
+    try:
+        page.goto(f"/projects/{project.pk}/terminal/")
+        wait_for_screen(page, r"[$#]\s*$", timeout_ms=30000)
+        assert page.is_hidden("#terminal-overlay")
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        context = browser.new_context(base_url=live_platform.url, viewport={"width": 1280, "height": 800})
-        context.add_cookies([cookie])
-        page = context.new_page()
-        try:
-            page.goto(f"/projects/{project.pk}/terminal/")
-            wait_for_screen(page, r"[$#]\s*$", timeout_ms=30000)
-            assert page.is_hidden("#terminal-overlay")
+        services.do_stop_project(project)
+        # The shell goes away (4502), the reconnect is refused (4409), the page polls the status.
+        page.wait_for_function(
+            "() => !document.getElementById('terminal-overlay').hidden &&"
+            " document.getElementById('terminal-overlay-title').textContent === 'Sandbox: STOPPED'",
+            timeout=30000,
+        )
 
-            services.do_stop_project(project)
-            # The shell goes away (4502), the reconnect is refused (4409), the page polls the status.
-            page.wait_for_function(
-                "() => !document.getElementById('terminal-overlay').hidden &&"
-                " document.getElementById('terminal-overlay-title').textContent === 'Sandbox: STOPPED'",
-                timeout=30000,
-            )
-            assert page.inner_text("#terminal-status-badge") == "Sandbox: STOPPED"
-
-            services.do_start_project(project)
-            page.wait_for_selector("#terminal-overlay", state="hidden", timeout=30000)
-            type_command(page, "echo back-$((20+22))")
-            wait_for_screen(page, r"^back-42\s*$")
-            assert page.inner_text("#terminal-status-badge") == "Sandbox: RUNNING"
-        finally:
-            context.close()
-            browser.close()
-            connections.close_all()
+        services.do_start_project(project)
+        page.wait_for_selector("#terminal-overlay", state="hidden", timeout=30000)
+        wait_for_screen(page, r"[$#]\s*$", timeout_ms=30000)
+        type_command(page, "echo back-$((20+22))")
+        wait_for_screen(page, r"^back-42\s*$")
+    finally:
+        context.close()
