@@ -77,20 +77,17 @@ class Terminal:
         elapsed = time.perf_counter() - started
         return received / elapsed, received
 
-    async def echo_samples(self, count: int) -> list[float]:
-        samples = []
+    async def echo(self) -> float:
+        """One keystroke: milliseconds until its echo arrives."""
+        started = time.perf_counter()
+        await self.type("a")
+        await self.read_until(lambda tail: b"a" in tail, timeout=10)
+        return (time.perf_counter() - started) * 1000
+
+    async def clear_line(self) -> None:
+        await self.type("\x15")  # Ctrl-U: keep the line short, no wrapping redraws
+        await asyncio.sleep(0.05)
         await self._drain()
-        for index in range(count):
-            if index and index % 40 == 0:
-                await self.type("\x15")  # Ctrl-U: keep the line short, no wrapping redraws
-                await asyncio.sleep(0.05)
-                await self._drain()
-            started = time.perf_counter()
-            await self.type("a")
-            await self.read_until(lambda tail: b"a" in tail, timeout=10)
-            samples.append((time.perf_counter() - started) * 1000)
-        await self.type("\x15")
-        return samples
 
     async def _drain(self) -> None:
         while True:
@@ -136,9 +133,15 @@ async def measure(paths: dict, args) -> dict:
                 rate, received = await terminals[mode].throughput(args.size)
                 results[mode]["throughput"].append(rate)
                 print(f"  {mode:6} throughput {rate / 1e6:7.2f} MB/s ({received / 1e6:.1f} MB in {terminals[mode].frames} frames)")
-        for _ in range(args.rounds):
+        # Echo samples alternate one by one, for the same reason.
+        for mode in terminals:
+            await terminals[mode].clear_line()
+        for index in range(args.echoes):
+            if index and index % 40 == 0:
+                for terminal in terminals.values():
+                    await terminal.clear_line()
             for mode in ("direct", "relay"):
-                results[mode]["echo"] += await terminals[mode].echo_samples(args.echoes // args.rounds)
+                results[mode]["echo"].append(await terminals[mode].echo())
     finally:
         for terminal in terminals.values():
             await terminal.close()

@@ -372,11 +372,13 @@
     if (event.type !== "keydown" || !event.ctrlKey || !event.shiftKey) return true;
     const key = event.key.toLowerCase();
     if (key === "c") {
+      event.preventDefault(); // Chromium would open the element picker
       copySelection(tab);
       return false;
     }
     if (key === "v") {
-      pasteClipboard(tab);
+      // Browsers paste on Ctrl+Shift+V themselves (as plain text) and xterm.js takes that paste
+      // event; xterm.js must only not turn the key into a ^V of its own.
       return false;
     }
     return true;

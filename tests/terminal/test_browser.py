@@ -117,6 +117,13 @@ def test_terminal_end_to_end_without_the_token_ever_reaching_the_browser(
         assert page.evaluate("() => navigator.clipboard.readText()") == uploaded
         type_command(page, "cat greeting.txt")
         wait_for_screen(page, r"^dropped through the platform\s*$")
+
+        # Paste from the clipboard with Ctrl+Shift+V (plain Ctrl+V stays the browser's own paste).
+        page.evaluate("() => navigator.clipboard.writeText('echo pasted-$((1+1))')")
+        page.click(TERMINAL + " .xterm-screen")
+        page.keyboard.press("Control+Shift+V")
+        page.keyboard.press("Enter")
+        wait_for_screen(page, r"^pasted-2\s*$")
     except Exception:
         page.screenshot(path=tmp_path / "failure.png")  # with the printed console, explains failures
         raise
