@@ -222,6 +222,10 @@ ACCOUNT_RATE_LIMITS = {
     "login_failed": env_str("LOGIN_FAILED_RATE_LIMIT", "5/5m/ip,5/5m/key"),
     "signup": env_str("SIGNUP_RATE_LIMIT", "20/h/ip"),
 }
+# Behind a reverse proxy every request comes from the proxy's address, so the per-address limit
+# would lock out everyone at once; with N trusted proxies allauth takes the client address from
+# X-Forwarded-For. Leave 0 when clients reach daphne directly (the header could be forged).
+ALLAUTH_TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
 SOCIALACCOUNT_ADAPTER = "identities.adapters.SocialAccountAdapter"
 SOCIALACCOUNT_STORE_TOKENS = False
 SOCIALACCOUNT_PROVIDERS = {
@@ -307,6 +311,8 @@ SPECTACULAR_SETTINGS = {
 # --- security ------------------------------------------------------------------------------------
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", False) else None
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+# The container healthcheck calls /healthz over plain HTTP on 127.0.0.1 (fullstackagent.health).
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000, minimum=0)
