@@ -131,6 +131,14 @@ DATABASE_URL = env_str("DATABASE_URL") or _embedded_database_url()
 DATABASES = {"default": database_from_url(DATABASE_URL)}
 # Test runs sharing one server each use their own test database (set by fullstackagent.testing.plugin).
 DATABASES["default"]["TEST"] = {"NAME": env_str("DATABASE_TEST_NAME")}
+# Under ASGI each request's sync code runs on a fresh thread, so thread-bound persistent connections
+# are never reused: every request paid a new PostgreSQL connection (SCRAM authentication and a
+# backend fork, most of a create-project request). A process-wide pool (psycopg_pool) lends them
+# instead; Django wants CONN_MAX_AGE 0 with it. 0 turns the pool off.
+DATABASE_POOL_MAX_SIZE = env_int("DATABASE_POOL_MAX_SIZE", 20, minimum=0)
+if DATABASE_POOL_MAX_SIZE:
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"]["pool"] = {"min_size": 1, "max_size": DATABASE_POOL_MAX_SIZE, "timeout": 10}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 

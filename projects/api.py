@@ -64,7 +64,8 @@ class ProjectListCreate(APIView):
             project = services.do_create_project(request.user, **serializer.validated_data)
         except services.KubeconfigMissing as error:
             raise ApiFailure(str(error), error.code) from None
-        project = selectors.owned_project(request.user, project.pk)
+        # The project in hand is the user's: only its new sandbox and database are read back.
+        project = selectors.with_resources(project)
         return Response(ProjectSerializer(project).data, status=status.HTTP_201_CREATED)
 
 

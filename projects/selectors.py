@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from urllib.parse import unquote, urlsplit
 
-from django.db.models import Prefetch, Q
+from django.db.models import Q
 from django.http import Http404
 from django.utils import timezone
 
 from databases.models import Database
+from fullstackagent.status import ResourceStatus
 from identities.encryption import mask
 from projects.models import Environment, EnvironmentCategory, Project
 from projects.services import allowed_actions
@@ -24,23 +25,49 @@ _SANDBOX_COLUMNS = ("id", "project_id", "name", "status", "last_error", "public_
 _DATABASE_COLUMNS = ("id", "project_id", "name", "status", "last_error", "updated")
 
 
-def _with_resources(projects):
-    return projects.prefetch_related(
-        Prefetch("sandboxes", queryset=Sandbox.objects.only(*_SANDBOX_COLUMNS).order_by("pk")),
-        Prefetch("databases", queryset=Database.objects.only(*_DATABASE_COLUMNS).order_by("pk")),
-    )
+@dataclass(frozen=True)
+class ResourceSummary:
+    """What the pages and the API show of a sandbox or database, read with .values(): building
+    model instances (deferred-field classes, prefetch bookkeeping) cost more than the queries."""
+
+    id: int
+    project_id: int
+    name: str
+    status: str
+    last_error: str
+    updated: datetime
+    public_url: str = ""
+
+    @property
+    def pk(self) -> int:
+        return self.id
+
+    def get_status_display(self) -> str:
+        return ResourceStatus(self.status).label
 
 
-def _annotate(project: Project) -> Project:
-    """Puts the (prefetched) sandbox, database and allowed actions on the project for templates."""
-    sandboxes = list(project.sandboxes.all())
-    databases = list(project.databases.all())
-    project.sandbox = sandboxes[0] if sandboxes else None
-    project.database = databases[0] if databases else None
-    statuses = [resource.status for resource in sandboxes + databases]
-    project.allowed_actions = sorted(allowed_actions(project.status, statuses))
-    project.public_url = project.sandbox.public_url if project.sandbox else ""
-    return project
+def _first_by_project(model, columns, project_ids) -> dict[int, ResourceSummary]:
+    """{project id: its first resource}; one query for all the projects."""
+    first = {}
+    for row in model.objects.filter(project_id__in=project_ids).order_by("-pk").values(*columns):
+        first[row["project_id"]] = ResourceSummary(**row)  # ordered by -pk: the lowest pk wins
+    return first
+
+
+def _with_resources(projects) -> list:
+    """The projects with ``sandbox``, ``database``, ``allowed_actions`` and ``public_url`` set:
+    three queries whatever their number."""
+    projects = list(projects)
+    ids = [project.pk for project in projects]
+    sandboxes = _first_by_project(Sandbox, _SANDBOX_COLUMNS, ids)
+    databases = _first_by_project(Database, _DATABASE_COLUMNS, ids)
+    for project in projects:
+        project.sandbox = sandboxes.get(project.pk)
+        project.database = databases.get(project.pk)
+        statuses = [resource.status for resource in (project.sandbox, project.database) if resource]
+        project.allowed_actions = sorted(allowed_actions(project.status, statuses))
+        project.public_url = project.sandbox.public_url if project.sandbox else ""
+    return projects
 
 
 def _day_start(day: date) -> datetime:
@@ -59,21 +86,21 @@ def project_list(user, *, q: str = "", created_from: date | None = None, created
         projects = projects.filter(created__gte=_day_start(created_from))
     if created_to:
         projects = projects.filter(created__lt=_day_start(created_to + timedelta(days=1)))
-    return [_annotate(project) for project in _with_resources(projects)]
+    return _with_resources(projects)
 
 
 def owned_project(user, project_id) -> Project:
     """One of the user's visible projects with its resources; another user's project is a 404,
     exactly like a missing one."""
-    project = _with_resources(Project.objects.visible().owned_by(user).filter(pk=project_id)).first()
-    if project is None:
+    projects = _with_resources(Project.objects.visible().owned_by(user).filter(pk=project_id))
+    if not projects:
         raise Http404("Project not found.")
-    return _annotate(project)
+    return projects[0]
 
 
 def with_resources(project: Project) -> Project:
     """A project some other code loaded, with its sandbox, database and allowed actions added."""
-    return _annotate(_with_resources(Project.objects.filter(pk=project.pk)).get())
+    return _with_resources([project])[0]
 
 
 def sidebar_projects(user) -> list:

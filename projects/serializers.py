@@ -6,6 +6,8 @@ values go through ``mask`` unless a view explicitly reveals them to their owner.
 """
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from identities.encryption import mask
@@ -23,13 +25,26 @@ WRITABLE_CATEGORIES = [
 MAX_VARIABLES_PER_REQUEST = 100
 
 
+@extend_schema_field(OpenApiTypes.DATETIME)
+class Timestamp(serializers.Field):
+    """A stored (UTC) datetime as ISO 8601. DRF's DateTimeField converts every value to the current
+    time zone first, which was a tenth of the project list's time; our columns are already UTC."""
+
+    def __init__(self, **kwargs):
+        kwargs["read_only"] = True
+        super().__init__(**kwargs)
+
+    def to_representation(self, value):
+        return value.isoformat().replace("+00:00", "Z")
+
+
 class SandboxSummarySerializer(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
     status = serializers.CharField()
     lastError = serializers.CharField(source="last_error")
     publicUrl = serializers.CharField(source="public_url")
-    updatedAt = serializers.DateTimeField(source="updated")
+    updatedAt = Timestamp(source="updated")
 
 
 class DatabaseSummarySerializer(serializers.Serializer):
@@ -37,7 +52,7 @@ class DatabaseSummarySerializer(serializers.Serializer):
     name = serializers.CharField()
     status = serializers.CharField()
     lastError = serializers.CharField(source="last_error")
-    updatedAt = serializers.DateTimeField(source="updated")
+    updatedAt = Timestamp(source="updated")
 
 
 class ProjectSerializer(serializers.Serializer):
@@ -47,8 +62,8 @@ class ProjectSerializer(serializers.Serializer):
     name = serializers.CharField()
     description = serializers.CharField()
     status = serializers.CharField()
-    createdAt = serializers.DateTimeField(source="created")
-    updatedAt = serializers.DateTimeField(source="updated")
+    createdAt = Timestamp(source="created")
+    updatedAt = Timestamp(source="updated")
     allowedActions = serializers.ListField(child=serializers.CharField(), source="allowed_actions")
     publicUrl = serializers.CharField(source="public_url")
     sandbox = SandboxSummarySerializer(allow_null=True)
