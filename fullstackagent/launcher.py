@@ -54,7 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     subprocess.run([python, "manage.py", "migrate", "--no-input"], env=environment, cwd=embedded.PROJECT_ROOT, check=True)
 
     processes = [
-        _spawn([python, "-m", "daphne", "-b", args.host, "-p", str(args.port), "fullstackagent.asgi:application"], environment),
+        # --websocket_timeout -1: terminals stay open as long as the user keeps them (daphne's
+        # default closes every websocket after 24 h).
+        _spawn([python, "-m", "daphne", "-b", args.host, "-p", str(args.port), "--websocket_timeout", "-1",
+                "fullstackagent.asgi:application"], environment),
         _spawn([python, "-m", "celery", "-A", "fullstackagent", "worker", "--pool", "threads", "--concurrency", "8",
                 "--loglevel", "INFO", "--without-gossip", "--without-mingle"], environment),
         _spawn([python, "-m", "celery", "-A", "fullstackagent", "beat", "--loglevel", "INFO",

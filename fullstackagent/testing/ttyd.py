@@ -73,6 +73,8 @@ def run_command(upstream, command: str, expect: str, session: str = "main", time
     async def go():
         terminal = await open_session(upstream, session=session)
         try:
+            # Type only once the shell has drawn something: keys sent before tmux attached can be lost.
+            await terminal.expect(r"\S", timeout=timeout)
             await terminal.send(command + "\r")
             return await terminal.expect(expect, timeout=timeout)
         finally:

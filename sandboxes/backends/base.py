@@ -63,8 +63,9 @@ class TerminalUpstream:
 
     url: str  # ws://host:port/ws (ttyd's websocket path)
     # ttyd's credential as its `AuthToken` JSON field expects it: base64("user:password").
-    auth_token: str
-    headers: Mapping[str, str] = field(default_factory=dict)  # e.g. Authorization: Basic ..
+    # Kept out of repr so no log line or traceback that prints an upstream shows the token.
+    auth_token: str = field(repr=False)
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)  # e.g. Authorization: Basic ..
     subprotocols: tuple[str, ...] = ("tty",)
 
 
