@@ -205,6 +205,7 @@ def _configs(user) -> dict[str, UserConfig]:
 
 
 class UserConfigView(APIView):
+    name = "User settings"  # the browsable API's title
     @extend_schema(operation_id="user_config_list", responses={200: ConfigListSerializer, **errors()})
     def get(self, request):
         configs = UserConfig.objects.filter(user=request.user).order_by("key")
@@ -229,6 +230,7 @@ class UserConfigView(APIView):
 
 
 class UserConfigReveal(APIView):
+    name = "Reveal setting"
     @extend_schema(
         operation_id="user_config_reveal",
         request=RevealInputSerializer,
@@ -269,6 +271,7 @@ def anthropic_settings(user) -> dict:
 
 
 class AnthropicConfigView(APIView):
+    name = "Anthropic settings"
     @extend_schema(operation_id="user_config_anthropic_retrieve", responses={200: AnthropicSerializer, **errors()})
     def get(self, request):
         return Response(AnthropicSerializer(anthropic_settings(request.user)).data)
@@ -304,6 +307,7 @@ def kubeconfig_summary(user) -> dict:
 
 
 class KubeconfigView(APIView):
+    name = "Kubeconfig"
     @extend_schema(operation_id="user_config_kc_retrieve", responses={200: KubeconfigSerializer, **errors()})
     def get(self, request):
         return Response(KubeconfigSerializer(kubeconfig_summary(request.user)).data)
@@ -338,6 +342,7 @@ def system_prompt_settings(user) -> dict:
 
 
 class SystemPromptView(APIView):
+    name = "System prompt"
     @extend_schema(operation_id="user_config_system_prompt_retrieve", responses={200: SystemPromptSerializer, **errors()})
     def get(self, request):
         return Response(SystemPromptSerializer(system_prompt_settings(request.user)).data)
@@ -360,6 +365,7 @@ class SystemPromptView(APIView):
 
 
 class ApiTokenListCreate(APIView):
+    name = "API tokens"
     @extend_schema(operation_id="user_tokens_list", responses={200: ApiTokenSerializer(many=True), **errors()})
     def get(self, request):
         return Response(ApiTokenSerializer(ApiToken.objects.filter(user=request.user), many=True).data)
@@ -385,6 +391,7 @@ class ApiTokenListCreate(APIView):
 
 
 class ApiTokenRevoke(APIView):
+    name = "API token"
     @extend_schema(operation_id="user_tokens_revoke", responses={200: SettingsMessageSerializer, **errors(404)})
     def delete(self, request, token_id: int):
         try:

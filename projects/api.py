@@ -38,6 +38,7 @@ _SHOWN_CATEGORIES = [str(category) for category in WRITABLE_CATEGORIES]
 
 
 class ProjectListCreate(APIView):
+    name = "Projects"  # the browsable API's title
     @extend_schema(
         operation_id="projects_list",
         parameters=[ProjectListQuerySerializer],
@@ -83,6 +84,7 @@ def _run_action(request, project_id, service, message: str) -> Response:
 
 
 class ProjectDetail(APIView):
+    name = "Project"
     @extend_schema(operation_id="projects_retrieve", responses={200: ProjectSerializer, **errors(404)})
     def get(self, request, project_id: int):
         return Response(ProjectSerializer(selectors.owned_project(request.user, project_id)).data)
@@ -103,6 +105,7 @@ DELETE_MESSAGE = "Project {name} is being deleted."
 
 class ProjectAction(APIView):
     """POST /api/projects/{id}/start|stop|delete → {message, project: {id, status, updatedAt}}."""
+    name = "Project action"
 
     service = None
     message = ""
@@ -114,18 +117,21 @@ class ProjectAction(APIView):
 
 @extend_schema_view(post=extend_schema(operation_id="projects_start"))
 class ProjectStart(ProjectAction):
+    name = "Start project"
     service = services.do_start_project
     message = START_MESSAGE
 
 
 @extend_schema_view(post=extend_schema(operation_id="projects_stop"))
 class ProjectStop(ProjectAction):
+    name = "Stop project"
     service = services.do_stop_project
     message = STOP_MESSAGE
 
 
 @extend_schema_view(post=extend_schema(operation_id="projects_delete"))
 class ProjectDelete(ProjectAction):
+    name = "Delete project"
     service = services.do_delete_project
     message = DELETE_MESSAGE
 
@@ -144,6 +150,7 @@ def _save_variables(project, items) -> list:
 
 
 class EnvironmentListCreate(APIView):
+    name = "Environment"
     @extend_schema(
         operation_id="environment_list",
         responses={200: VariablesByCategorySerializer, **errors(404)},
@@ -175,6 +182,7 @@ class EnvironmentListCreate(APIView):
 
 
 class EnvironmentDetail(APIView):
+    name = "Variable"
     @extend_schema(
         operation_id="environment_update",
         request=VariableUpdateSerializer,
@@ -205,6 +213,7 @@ class EnvironmentDetail(APIView):
 
 
 class EnvironmentReveal(APIView):
+    name = "Reveal variable"
     @extend_schema(
         operation_id="environment_reveal",
         request=None,
@@ -221,6 +230,7 @@ class EnvironmentReveal(APIView):
 
 
 class DatabaseInfo(APIView):
+    name = "Database"
     @extend_schema(
         operation_id="database_retrieve",
         responses={200: DatabaseConnectionSerializer, **errors(404)},
@@ -232,6 +242,7 @@ class DatabaseInfo(APIView):
 
 
 class DatabaseReveal(APIView):
+    name = "Reveal database password"
     @extend_schema(
         operation_id="database_reveal",
         request=None,
