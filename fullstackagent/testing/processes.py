@@ -22,8 +22,6 @@ def database_url_for_tests() -> str:
     )
 
 
-
-
 def platform_process_environment(**extra) -> dict:
     environment = dict(os.environ)
     environment.update(
@@ -36,32 +34,26 @@ def platform_process_environment(**extra) -> dict:
     return environment
 
 
-class CeleryWorker:
-    """A real `celery worker` (with an embedded beat) against this run's test database and Redis."""
+class PlatformProcess:
+    """A platform process (worker, daphne) started for a test, its output kept in a log file."""
 
-    def __init__(
-        self, tmp_path: Path, beat: bool = True, concurrency: int = 4, name: str = "w1", environment: dict | None = None
-    ):
-        self.log_path = tmp_path / f"celery-{name}.log"
-        command = [
-            sys.executable, "-m", "celery", "-A", "fullstackagent", "worker",
-            "--pool", "threads", "--concurrency", str(concurrency), "--loglevel", "INFO",
-            "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"{name}@%h",
-        ]
-        if beat:
-            command += ["--beat", "--schedule", str(tmp_path / f"beat-{name}")]
-        self.log = open(self.log_path, "w")
+    def __init__(self, command: list[str], log_path: Path, environment: dict):
+        self.log_path = log_path
+        self.log = open(log_path, "w")
         self.process = subprocess.Popen(
             command,
             cwd=PROJECT_ROOT,
-            env=platform_process_environment(**(environment or {})),
+            env=platform_process_environment(**environment),
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 30
-        while "ready." not in self.log_path.read_text():
+
+    def wait_until(self, ready, what: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not ready():
             if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"celery worker did not start:\n{self.log_path.read_text()[-4000:]}")
+                self.stop()
+                raise RuntimeError(f"{what} did not start:\n{self.output()[-4000:]}")
             time.sleep(0.1)
 
     def output(self) -> str:
@@ -83,6 +75,23 @@ class CeleryWorker:
         self.log.close()
 
 
+class CeleryWorker(PlatformProcess):
+    """A real `celery worker` (with an embedded beat) against this run's test database and Redis."""
+
+    def __init__(
+        self, tmp_path: Path, beat: bool = True, concurrency: int = 4, name: str = "w1", environment: dict | None = None
+    ):
+        command = [
+            sys.executable, "-m", "celery", "-A", "fullstackagent", "worker",
+            "--pool", "threads", "--concurrency", str(concurrency), "--loglevel", "INFO",
+            "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"{name}@%h",
+        ]
+        if beat:
+            command += ["--beat", "--schedule", str(tmp_path / f"beat-{name}")]
+        super().__init__(command, tmp_path / f"celery-{name}.log", environment or {})
+        self.wait_until(lambda: "ready." in self.output(), "celery worker")
+
+
 def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, message: str = "condition"):
     """Polls until predicate() is truthy; returns its value or fails with the message."""
     deadline = time.monotonic() + timeout
@@ -95,7 +104,7 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, message: 
         time.sleep(interval)
 
 
-class PlatformServer:
+class PlatformServer(PlatformProcess):
     """The platform's HTTP + websocket server (daphne) on a free port, against this run's test
     database and Redis, as `make run` starts it. Used by the browser tests (the ``live_platform``
     fixture) and bench/api.py."""
@@ -105,34 +114,9 @@ class PlatformServer:
 
         self.port = embedded.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_dir / f"{name}.log"
-        self.log = open(self.log_path, "w")
         command = [
-            sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "fullstackagent.asgi:application",
+            sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
+            "--websocket_timeout", "-1", "fullstackagent.asgi:application",
         ]
-        self.process = subprocess.Popen(
-            command,
-            cwd=PROJECT_ROOT,
-            env=platform_process_environment(**environment),
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 30
-        while not embedded.port_open(self.port):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"daphne did not start:\n{self.output()[-4000:]}")
-            time.sleep(0.1)
-
-    def output(self) -> str:
-        return self.log_path.read_text()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
+        super().__init__(command, log_dir / f"{name}.log", environment)
+        self.wait_until(lambda: embedded.port_open(self.port), "daphne")

@@ -8,7 +8,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import jwt
 import pytest
 from django.contrib.auth import get_user_model
-from playwright.sync_api import sync_playwright
 
 from identities.models import IdentityProvider, UserIdentity
 
@@ -26,10 +25,6 @@ users:
 - name: u-carol
   user: {token: kube-token-of-carol}
 """
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--headless=new", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]
 
 pytestmark = pytest.mark.browser
 
@@ -91,19 +86,6 @@ def session_token(**changes):
     }
     claims.update(changes)
     return jwt.encode(claims, SECRET, algorithm="HS256")
-
-
-@pytest.fixture
-def chromium(monkeypatch):
-    # Playwright's sync API keeps an event loop running in this thread, which makes Django think
-    # the ORM calls of the test itself come from async code; they do not.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture
