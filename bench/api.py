@@ -36,10 +36,10 @@ def percentile(samples: list[float], fraction: float) -> float:
 class Client(threading.Thread):
     """One API user: its own connection and token, requests back to back."""
 
-    def __init__(self, port: int, token: str, requests: list[tuple[str, str, bytes | None]], start_gate, interval=0.0):
+    def __init__(self, port: int, token: str, requests, start_gate, interval=0.0, offset=0.0):
         super().__init__(daemon=True)
         self.port, self.token, self.requests, self.start_gate = port, token, requests, start_gate
-        self.interval = interval
+        self.interval, self.offset = interval, offset
         self.latencies: list[float] = []
         self.failures: list[str] = []
 
@@ -47,7 +47,7 @@ class Client(threading.Thread):
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json", "Accept": "application/json"}
         self.start_gate.wait()
-        next_send = time.perf_counter()
+        next_send = time.perf_counter() + self.offset
         for method, path, body in self.requests:
             if self.interval:
                 # Paced: send on a fixed schedule (a UI polling, a script looping), not back to back.
@@ -65,7 +65,11 @@ class Client(threading.Thread):
 
 def run_phase(port: int, tokens: list[str], make_requests, interval=0.0) -> tuple[list[float], list[str], float]:
     gate = threading.Barrier(len(tokens) + 1)
-    clients = [Client(port, token, make_requests(index), gate, interval) for index, token in enumerate(tokens)]
+    # Paced clients start spread over one interval, as independent users would, not in lockstep.
+    clients = [
+        Client(port, token, make_requests(index), gate, interval, offset=interval * index / len(tokens))
+        for index, token in enumerate(tokens)
+    ]
     for client in clients:
         client.start()
     gate.wait()

@@ -114,3 +114,22 @@ def test_stop_and_delete_ask_then_say_what_happened(signed_in_page, user, set_pr
     page.wait_for_selector(f"#project-{project.pk}[data-status=TERMINATING]")
     assert Project.objects.get(pk=project.pk).status == ProjectStatus.TERMINATING
     assert page.console_errors == []
+
+
+@pytest.mark.browser
+def test_a_project_can_be_created_with_the_keyboard_alone(signed_in_page, user):
+    page = signed_in_page(user)
+    page.goto("/")
+
+    page.focus("#new-project-button")
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "new-project-name"
+    page.keyboard.type("Keyboard App")
+    page.keyboard.press("Enter")
+
+    page.get_by_text("Project Keyboard App is being created").wait_for()
+    assert list(Project.objects.filter(user=user).values_list("name", flat=True)) == ["Keyboard App"]
+    page.focus("#new-project-button")
+    page.keyboard.press("Enter")
+    page.keyboard.press("Escape")
+    assert page.locator("#new-project-dialog").is_visible() is False
