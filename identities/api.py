@@ -27,7 +27,9 @@ MAX_SYSTEM_PROMPT_BYTES = 32 * 1024
 
 
 def errors(*codes: int) -> dict:
-    return {code: ApiError for code in sorted({401, *codes})}
+    """As projects.api.errors: 401 always, 415 with 400."""
+    codes = {401, *codes} | ({415} if 400 in codes else set())
+    return {code: ApiError for code in sorted(codes)}
 
 
 def default_system_prompt() -> str:

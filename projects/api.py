@@ -29,8 +29,10 @@ from projects.serializers import (
 
 
 def errors(*codes: int) -> dict:
-    """OpenAPI responses for the error statuses an operation can answer (401 always)."""
-    return {code: ApiError for code in sorted({401, *codes})}
+    """OpenAPI responses for the error statuses an operation can answer: 401 always, and 415 with
+    400 (an operation that reads a body refuses one it cannot parse as its content type)."""
+    codes = {401, *codes} | ({415} if 400 in codes else set())
+    return {code: ApiError for code in sorted(codes)}
 
 
 # Every category but the terminal token's, which is never listed.

@@ -65,3 +65,11 @@ def test_an_unknown_api_path_is_a_json_404_for_writes_too(user):
 
     assert response.status_code == 404
     assert response.json()["code"] == "NOT_FOUND"
+
+
+def test_a_body_in_an_unsupported_media_type_is_415(api):
+    response = api.post("/api/projects", "name=Blog", content_type="text/plain")
+
+    assert response.status_code == 415
+    assert response.json() == {"message": 'Unsupported media type "text/plain" in request.', "code": "UNSUPPORTED_MEDIA_TYPE"}
+    assert Project.objects.count() == 0
