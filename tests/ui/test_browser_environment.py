@@ -58,6 +58,13 @@ def test_a_variable_set_on_the_environment_page_is_in_a_new_terminal(signed_in_p
     page.goto(f"/projects/{running_project.pk}/terminal/")
     page.locator("#terminal-add").click()
     page.wait_for_selector(TERMINAL_ROWS)
+    # Type once the shell's prompt is drawn: keys sent before tmux has attached can be lost.
+    page.wait_for_function(
+        "selector => { const rows = document.querySelector(selector);"
+        " return rows && /[$#]\\s*$/m.test(rows.innerText.replace(/\\u00a0/g, ' ')); }",
+        arg=TERMINAL_ROWS,
+        timeout=60000,
+    )
     page.click(TERMINAL + " .xterm-screen")
     page.keyboard.type('echo "[$GREETING]"')
     page.keyboard.press("Enter")
