@@ -31,7 +31,7 @@ from typing import BinaryIO
 from django.conf import settings
 
 from fullstackagent.errors import PermanentError, RetryableError
-from sandboxes.backends.base import SandboxObservation, SandboxPhase, SandboxSpec, TerminalUpstream
+from sandboxes.backends.base import Owner, SandboxObservation, SandboxPhase, SandboxSpec, TerminalUpstream
 from sandboxes.environment import TERMINAL_TOKEN_KEY
 
 RUNTIME_DIR = Path(settings.BASE_DIR) / "runtime"
@@ -367,8 +367,7 @@ class LocalSandboxBackend:
         stopped = 0
         for folder in root.iterdir():
             if folder.is_dir():
-                from sandboxes.backends.base import Owner
-
+                # Only the name matters for finding a sandbox's processes.
                 spec = SandboxSpec(
                     sandbox_id=0, name=folder.name, project_id=0, project_name="", project_k8s_name="",
                     namespace="", owner=Owner(user_id=0), environment={}, environment_hash="",
