@@ -9,7 +9,9 @@
 import json
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from fullstackagent.testing.http import LocalHTTPServer
 
 
 @dataclass
@@ -22,29 +24,18 @@ class KeyHubRequest:
         return json.loads(self.body)
 
 
-class FakeKeyHub:
+class FakeKeyHub(LocalHTTPServer):
+    thread_name = "fake-keyhub"
+
     def __init__(self):
         self.requests: list[KeyHubRequest] = []
         self._answer = ("key", "sk-aiproxy-default")
         self._stop = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-keyhub", daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self):
-        self._thread.start()
-        return self
+        super().__init__()
 
     def __exit__(self, *exc):
         self._stop.set()  # releases a hanging handler
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        super().__exit__(*exc)
 
     def answers_with_key(self, key: str) -> None:
         self._answer = ("key", key)

@@ -19,8 +19,10 @@ import json
 import secrets
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+from fullstackagent.testing.http import LocalHTTPServer
 
 
 @dataclass
@@ -50,7 +52,9 @@ class RecordedRequest:
     headers: dict = field(default_factory=dict)
 
 
-class FakeGitHub:
+class FakeGitHub(LocalHTTPServer):
+    thread_name = "fake-github"
+
     def __init__(self, *, client_id: str, client_secret: str):
         self.client_id = client_id
         self.client_secret = client_secret
@@ -62,22 +66,7 @@ class FakeGitHub:
         self._tokens: dict[str, GitHubAccount] = {}
         self._counter = itertools.count(1)
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-github", daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        super().__init__()
 
     def signs_in(self, account: GitHubAccount) -> None:
         """The next authorize request is approved by this GitHub user."""
