@@ -1,0 +1,154 @@
+"""HTTP for the ASGI server: Django's synchronous handler in a thread pool, one thread hop a request.
+
+Every view, middleware and ORM call of this platform is synchronous. Under Django's ASGIHandler a
+request crosses between the event loop and threads several times: any synchronous-only middleware
+makes Django wrap the stack in sync_to_async, call the inner handler back through async_to_sync
+and the view through sync_to_async again, each crossing waiting for a busy event loop. Under load
+those crossings, not the work, set the latency (bench/api.py measured the same 404 at 2.5 ms a
+request and a p99 of about a second with 20 clients).
+
+This application reads the request body on the event loop, then runs Django's WSGI handler (the
+same middleware, views and signals, so database connections are opened and returned exactly as
+under any WSGI server) on a fixed pool of threads, and sends the answer from the loop. Streaming
+responses (static files) are iterated in the worker thread and sent chunk by chunk. Websockets
+never come here: fullstackagent.asgi routes them to Channels.
+"""
+
+import asyncio
+import logging
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from tempfile import SpooledTemporaryFile
+
+from django.conf import settings
+from django.core.handlers.wsgi import WSGIHandler
+
+logger = logging.getLogger(__name__)
+
+# Bodies above this size are spooled to disk while they arrive (Django's own threshold).
+_SPOOL_THRESHOLD = 2.5 * 1024 * 1024
+
+
+class ThreadedDjangoHTTP:
+    """An ASGI application for ``http`` scopes that runs Django's WSGI handler in ``threads`` threads."""
+
+    def __init__(self, threads: int | None = None):
+        self.threads = threads or settings.HTTP_THREADS
+        self.handler = WSGIHandler()
+        self.executor = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="http")
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "lifespan":
+            return await self._lifespan(receive, send)
+        if scope["type"] != "http":
+            raise ValueError(f"ThreadedDjangoHTTP cannot serve a {scope['type']!r} scope")
+        body = await self._read_body(receive)
+        if body is None:
+            return  # the client went away before sending its whole request
+        loop = asyncio.get_running_loop()
+        try:
+            start, chunks = await loop.run_in_executor(self.executor, self._respond, loop, scope, body, send)
+        finally:
+            body.close()
+        if start is not None:  # a whole (not streamed) answer: sent from here, no thread waits on it
+            await send(start)
+            await send({"type": "http.response.body", "body": chunks})
+
+    @staticmethod
+    async def _lifespan(receive, send):
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    @staticmethod
+    async def _read_body(receive):
+        body = SpooledTemporaryFile(max_size=_SPOOL_THRESHOLD)
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                body.close()
+                return None
+            body.write(message.get("body", b""))
+            if not message.get("more_body", False):
+                body.seek(0)
+                return body
+
+    def _respond(self, loop, scope, body, send):
+        """In a pool thread: Django answers. A whole answer is returned as (start message, bytes);
+        a streamed one is sent from here, chunk by chunk, and (None, None) returned."""
+        state = {}
+
+        def start_response(status, headers, exc_info=None):
+            state["start"] = {
+                "type": "http.response.start",
+                "status": int(status.split(" ", 1)[0]),
+                "headers": [(name.lower().encode("latin1"), value.encode("latin1")) for name, value in headers],
+            }
+
+        response = self.handler(self.environ(scope, body), start_response)
+        try:
+            if not getattr(response, "streaming", False):
+                return state["start"], b"".join(response)
+
+            def send_now(message):
+                asyncio.run_coroutine_threadsafe(send(message), loop).result()
+
+            send_now(state["start"])
+            for chunk in response:
+                if chunk:
+                    send_now({"type": "http.response.body", "body": chunk, "more_body": True})
+            send_now({"type": "http.response.body"})
+            return None, None
+        finally:
+            response.close()  # request_finished: the thread's database connection goes back
+
+    @staticmethod
+    def environ(scope, body) -> dict:
+        """The WSGI environ of an ASGI http scope (PEP 3333; the ASGI spec's own mapping)."""
+        root_path = scope.get("root_path", "")
+        path = scope["path"]
+        if root_path and path.startswith(root_path):
+            path = path[len(root_path):]
+        server = scope.get("server") or ("localhost", 80)
+        body.seek(0, 2)
+        length = body.tell()
+        body.seek(0)
+        environ = {
+            "REQUEST_METHOD": scope["method"],
+            "SCRIPT_NAME": root_path.encode("utf8").decode("latin1"),
+            "PATH_INFO": path.encode("utf8").decode("latin1"),
+            "QUERY_STRING": scope.get("query_string", b"").decode("latin1"),
+            "SERVER_NAME": str(server[0]),
+            "SERVER_PORT": str(server[1] if server[1] is not None else 80),
+            "SERVER_PROTOCOL": f"HTTP/{scope.get('http_version', '1.1')}",
+            "CONTENT_LENGTH": str(length),
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": scope.get("scheme", "http"),
+            "wsgi.input": body,
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+        }
+        if scope.get("client"):
+            environ["REMOTE_ADDR"] = scope["client"][0]
+            environ["REMOTE_PORT"] = str(scope["client"][1])
+        for raw_name, raw_value in scope.get("headers", []):
+            name = raw_name.decode("latin1")
+            if "_" in name:
+                continue  # would pass for its hyphenated twin (X_Auth as X-Auth); WSGI servers drop them
+            name = name.upper().replace("-", "_")
+            value = raw_value.decode("latin1")
+            if name == "CONTENT_LENGTH":
+                continue  # the body as received (de-chunked by the server) is what Django reads
+            key = "CONTENT_TYPE" if name == "CONTENT_TYPE" else f"HTTP_{name}"
+            if key in environ:
+                # Repeated headers are one comma-separated value, except cookies (RFC 6265: "; ").
+                environ[key] += ("; " if key == "HTTP_COOKIE" else ",") + value
+            else:
+                environ[key] = value
+        return environ
