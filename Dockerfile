@@ -50,4 +50,4 @@ RUN groupadd --system --gid 10001 fullstackagent \
 USER 10001:10001
 
 EXPOSE 8000
-CMD ["python", "-m", "daphne", "-b", "0.0.0.0", "-p", "8000", "--websocket_timeout", "-1", "fullstackagent.asgi:application"]
+CMD ["python", "-m", "fullstackagent.serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,10 +1,11 @@
 """`make run`: the whole platform on this machine, on its embedded defaults.
 
 Starts the embedded PostgreSQL and Redis (unless DATABASE_URL / REDIS_URL are set), migrates,
-then runs daphne (HTTP + websockets), a Celery worker and Celery beat as child processes, each in
-its own process group. Ctrl-C (or SIGTERM) stops all of them, the local sandboxes' terminal
-processes and the embedded servers, leaving no process behind; the data stays under the state
-folder and the next run picks it up (running sandboxes are restarted by the reconcilers).
+then runs the web server (fullstackagent.serve: daphne processes for HTTP and websockets), a
+Celery worker and Celery beat as child processes, each in its own process group. Ctrl-C (or
+SIGTERM) stops all of them, the local sandboxes' terminal processes and the embedded servers,
+leaving no process behind; the data stays under the state folder and the next run picks it up
+(running sandboxes are restarted by the reconcilers).
 """
 
 import argparse
@@ -38,10 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m fullstackagent.launcher",
         description="Run FullstackAgent on this machine: embedded PostgreSQL and Redis (unless DATABASE_URL / "
-        "REDIS_URL are set), migrations, daphne, a Celery worker and beat. Ctrl-C stops everything.",
+        "REDIS_URL are set), migrations, the web server (daphne), a Celery worker and beat. Ctrl-C stops everything.",
     )
-    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"), help="address daphne binds (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")), help="daphne's port (default 8000)")
+    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"), help="address the web server binds (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")), help="the web server's port (default 8000)")
     args = parser.parse_args(argv)
 
     environment = dict(os.environ)
@@ -54,10 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     subprocess.run([python, "manage.py", "migrate", "--no-input"], env=environment, cwd=embedded.PROJECT_ROOT, check=True)
 
     processes = [
-        # --websocket_timeout -1: terminals stay open as long as the user keeps them (daphne's
-        # default closes every websocket after 24 h).
-        _spawn([python, "-m", "daphne", "-b", args.host, "-p", str(args.port), "--websocket_timeout", "-1",
-                "fullstackagent.asgi:application"], environment),
+        # One daphne per CPU on one port (WEB_PROCESSES; fullstackagent.serve).
+        _spawn([python, "-m", "fullstackagent.serve", "--host", args.host, "--port", str(args.port)], environment),
         _spawn([python, "-m", "celery", "-A", "fullstackagent", "worker", "--pool", "threads", "--concurrency", "8",
                 "--loglevel", "INFO", "--without-gossip", "--without-mingle"], environment),
         _spawn([python, "-m", "celery", "-A", "fullstackagent", "beat", "--loglevel", "INFO",

@@ -2,6 +2,7 @@
 Importable from any test module: `from fullstackagent.testing.processes import wait_for`."""
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -46,6 +47,9 @@ class PlatformProcess:
             env=platform_process_environment(**environment),
             stdout=self.log,
             stderr=subprocess.STDOUT,
+            # Its own process group, so a kill reaches the processes it started too (the web
+            # server's daphnes); local sandboxes detach into sessions of their own.
+            start_new_session=True,
         )
 
     def wait_until(self, ready, what: str, timeout: float = 30.0) -> None:
@@ -61,7 +65,7 @@ class PlatformProcess:
 
     def kill(self) -> None:
         """SIGKILL: no cleanup runs, as in a crashed machine."""
-        self.process.kill()
+        os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
 
     def stop(self) -> None:
@@ -70,7 +74,7 @@ class PlatformProcess:
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         self.log.close()
 
@@ -114,9 +118,11 @@ class PlatformServer(PlatformProcess):
 
         self.port = embedded.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # Two daphnes behind one port, as production runs one per CPU: a test passes whichever
+        # process its requests and websockets land on.
         command = [
-            sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
-            "--websocket_timeout", "-1", "fullstackagent.asgi:application",
+            sys.executable, "-m", "fullstackagent.serve", "--host", "127.0.0.1", "--port", str(self.port),
+            "--processes", "2",
         ]
         super().__init__(command, log_dir / f"{name}.log", environment)
         self.wait_until(lambda: embedded.port_open(self.port), "daphne")

@@ -52,12 +52,12 @@ def test_probe_names_a_host_django_accepts(allowed_hosts, host):
 
 @pytest.fixture
 def production_daphne(production_env, tmp_path):
-    """daphne as docker-compose runs it: DEBUG off, HTTPS redirects on, one allowed host."""
+    """The web server as docker-compose runs it: DEBUG off, HTTPS redirects on, one allowed host."""
     port = embedded.free_port()
     environment = production_env()
     log = open(tmp_path / "daphne.log", "w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "fullstackagent.asgi:application"],
+        [sys.executable, "-m", "fullstackagent.serve", "--host", "127.0.0.1", "--port", str(port), "--processes", "2"],
         cwd=PROJECT_ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 30

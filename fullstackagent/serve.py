@@ -1,0 +1,127 @@
+"""The web server: several daphne processes sharing one port (HTTP and the terminal websockets).
+
+One Python process runs Django on one core at a time (the GIL), so one daphne uses one core
+whatever the machine has. This starts ``--processes`` daphnes (default: WEB_PROCESSES, else the
+number of CPUs) on one address: each gets its own listening socket bound with SO_REUSEPORT, handed
+over with ``daphne --fd``, and the kernel spreads new connections over them. Nothing is shared in
+memory between the processes: sessions, rate limits and uploads live in PostgreSQL, Redis and the
+state folder, and a terminal websocket stays on the process that accepted it.
+
+If one daphne exits, the others are stopped and this exits with its code (a supervisor, compose or
+Kubernetes restarts the whole). SIGTERM and SIGINT are passed on; daphne closes its connections.
+
+    python -m fullstackagent.serve --host 0.0.0.0 --port 8000 --processes 4
+"""
+
+import argparse
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+APPLICATION = "fullstackagent.asgi:application"
+PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def default_processes() -> int:
+    """WEB_PROCESSES, else one process per CPU."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from fullstackagent.config import env_int
+
+    try:
+        return env_int("WEB_PROCESSES", os.cpu_count() or 1, minimum=1)
+    except ImproperlyConfigured as error:
+        raise SystemExit(f"fullstackagent.serve: {error}") from None
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _die_with_parent() -> None:
+    """In each child before it runs daphne: SIGTERM it should this supervisor die, even by SIGKILL,
+    so no daphne is left holding the port (Linux; elsewhere a no-op)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+def daphne_command(fd: int, extra: list[str]) -> list[str]:
+    # --websocket_timeout -1: terminals stay open as long as the user keeps them (daphne's default
+    # closes every websocket after 24 h).
+    return [sys.executable, "-m", "daphne", "--fd", str(fd), "--websocket_timeout", "-1", *extra, APPLICATION]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m fullstackagent.serve",
+        description="Serve FullstackAgent's HTTP and websockets with several daphne processes on one port.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="daphne processes (default: WEB_PROCESSES, else the number of CPUs)",
+    )
+    parser.add_argument("daphne_args", nargs="*", help="further daphne options, after --")
+    args = parser.parse_args(argv)
+    count = args.processes if args.processes is not None else default_processes()
+    if count < 1:
+        parser.error("--processes must be at least 1")
+
+    sockets = [listening_socket(args.host, args.port) for _ in range(count)]
+    children = [
+        subprocess.Popen(
+            daphne_command(sock.fileno(), args.daphne_args), pass_fds=(sock.fileno(),), preexec_fn=_die_with_parent
+        )
+        for sock in sockets
+    ]
+    for sock in sockets:
+        sock.close()  # the children hold their own copies
+
+    stopping = False
+
+    def request_stop(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    exit_code = 0
+    while not stopping:
+        exited = [child for child in children if child.poll() is not None]
+        if exited:
+            exit_code = exited[0].returncode or 1
+            print(f"daphne (pid {exited[0].pid}) exited with {exited[0].returncode}; stopping the others",
+                  file=sys.stderr, flush=True)
+            break
+        time.sleep(0.2)
+    for child in children:
+        if child.poll() is None:
+            child.terminate()
+    deadline = time.monotonic() + 15
+    for child in children:
+        try:
+            child.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
