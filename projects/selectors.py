@@ -1,20 +1,21 @@
 """Reads of projects for the API and the pages, each in a fixed number of queries.
 
-The projects page and ``GET /api/projects`` run three queries whatever the number of projects
-(projects, their sandboxes, their databases; pinned by tests/api/test_queries.py), and never load
-a database's connection URL (decrypting it per row would cost more than the whole query).
+The projects page and ``GET /api/projects`` run one query whatever the number of projects (the
+projects joined with their sandboxes and databases; pinned by tests/api/test_queries.py), and
+never load a database's connection URL (decrypting it per row would cost more than the whole
+query). One project with its resources is three queries.
 """
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from urllib.parse import unquote, urlsplit
 
-from django.db.models import Q
+from django.db import connection
 from django.http import Http404
 from django.utils import timezone
 
 from databases.models import Database
-from fullstackagent.status import ResourceStatus
+from fullstackagent.status import ProjectStatus, ResourceStatus
 from identities.encryption import mask
 from projects.models import Environment, EnvironmentCategory, Project
 from projects.services import allowed_actions
@@ -74,19 +75,110 @@ def _day_start(day: date) -> datetime:
     return timezone.make_aware(datetime.combine(day, time.min), timezone.get_current_timezone())
 
 
+@dataclass
+class ProjectSummary:
+    """A project as the list shows it (the API's list and the projects page's cards)."""
+
+    id: int
+    name: str
+    description: str
+    status: str
+    created: datetime
+    updated: datetime
+    sandbox: ResourceSummary | None
+    database: ResourceSummary | None
+    allowed_actions: list[str]
+    public_url: str
+
+    @property
+    def pk(self) -> int:
+        return self.id
+
+
+_PROJECT_COLUMNS = ("id", "name", "description", "status", "created", "updated")
+
+
+def _columns(model, alias: str, names) -> str:
+    return ", ".join(f'{alias}."{model._meta.get_field(name).column}"' for name in names)
+
+
+def _first_resource(model, names) -> str:
+    # A project has one sandbox and one database; should it ever have more, the first (lowest pk)
+    # is the one shown, as everywhere else.
+    return (
+        f'SELECT {_columns(model, "r", names)} FROM "{model._meta.db_table}" r '
+        f'WHERE r."project_id" = p."id" ORDER BY r."id" LIMIT 1'
+    )
+
+
+_SANDBOX_FIELDS = ("id", "name", "status", "last_error", "public_url", "updated")
+_DATABASE_FIELDS = ("id", "name", "status", "last_error", "updated")
+# Written once from the models' metadata rather than compiled by the ORM on every call: compiling
+# the equivalent queryset cost more than running it (bench/api.py). The filters are appended as
+# parameters by project_list.
+_LIST_SQL = (
+    f'SELECT {_columns(Project, "p", _PROJECT_COLUMNS)}, '
+    f'{_columns(Sandbox, "s", _SANDBOX_FIELDS)}, {_columns(Database, "d", _DATABASE_FIELDS)} '
+    f'FROM "{Project._meta.db_table}" p '
+    f"LEFT JOIN LATERAL ({_first_resource(Sandbox, _SANDBOX_FIELDS)}) s ON TRUE "
+    f"LEFT JOIN LATERAL ({_first_resource(Database, _DATABASE_FIELDS)}) d ON TRUE "
+    f'WHERE p."user_id" = %s AND p."status" <> %s'
+)
+
+
+def _like_pattern(text: str) -> str:
+    """``text`` anywhere, with LIKE's wildcards in it matched literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
 def project_list(user, *, q: str = "", created_from: date | None = None, created_to: date | None = None) -> list:
-    """The user's visible projects, newest first, filtered by keyword (name or description) and by
-    creation date (both days included)."""
-    projects = Project.objects.visible().owned_by(user)
+    """The user's visible projects, newest first, filtered by keyword (name or description, any
+    case) and by creation date (both days included). One query whatever their number: the list is
+    the API's and the projects page's most frequent request (the page polls it every 3 s), and
+    model instances, three queries and the ORM's compiling cost more than the data (bench/api.py)."""
+    sql, params = _LIST_SQL, [user.pk, ProjectStatus.TERMINATED]
     q = (q or "").strip()
     if q:
-        projects = projects.filter(Q(name__icontains=q) | Q(description__icontains=q))
-    # Ranges on the column itself (not created__date) so project_user_created_idx serves them.
+        sql += ' AND (p."name" ILIKE %s OR p."description" ILIKE %s)'
+        params += [_like_pattern(q)] * 2
+    # Ranges on the column itself (not its date) so project_user_created_idx serves them.
     if created_from:
-        projects = projects.filter(created__gte=_day_start(created_from))
+        sql += ' AND p."created" >= %s'
+        params.append(_day_start(created_from))
     if created_to:
-        projects = projects.filter(created__lt=_day_start(created_to + timedelta(days=1)))
-    return _with_resources(projects)
+        sql += ' AND p."created" < %s'
+        params.append(_day_start(created_to + timedelta(days=1)))
+    sql += ' ORDER BY p."created" DESC, p."id" DESC'
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    sandbox_at, database_at = len(_PROJECT_COLUMNS), len(_PROJECT_COLUMNS) + len(_SANDBOX_FIELDS)
+    summaries = []
+    for row in rows:
+        project_id, status = row[0], row[3]
+        sandbox = database = None
+        if row[sandbox_at] is not None:
+            sandbox = ResourceSummary(
+                id=row[sandbox_at], project_id=project_id, name=row[sandbox_at + 1], status=row[sandbox_at + 2],
+                last_error=row[sandbox_at + 3], public_url=row[sandbox_at + 4], updated=row[sandbox_at + 5],
+            )
+        if row[database_at] is not None:
+            database = ResourceSummary(
+                id=row[database_at], project_id=project_id, name=row[database_at + 1], status=row[database_at + 2],
+                last_error=row[database_at + 3], updated=row[database_at + 4],
+            )
+        statuses = [resource.status for resource in (sandbox, database) if resource]
+        summaries.append(
+            ProjectSummary(
+                *row[:sandbox_at],
+                sandbox=sandbox,
+                database=database,
+                allowed_actions=sorted(allowed_actions(status, statuses)),
+                public_url=sandbox.public_url if sandbox else "",
+            )
+        )
+    return summaries
 
 
 def owned_project(user, project_id) -> Project:
@@ -96,6 +188,16 @@ def owned_project(user, project_id) -> Project:
     if not projects:
         raise Http404("Project not found.")
     return projects[0]
+
+
+def just_created(project: Project) -> Project:
+    """The project projects.services.do_create_project returned, annotated like the list's
+    entries from the sandbox and database it carries: no query."""
+    project.sandbox = ResourceSummary(**{column: getattr(project.sandbox, column) for column in _SANDBOX_COLUMNS})
+    project.database = ResourceSummary(**{column: getattr(project.database, column) for column in _DATABASE_COLUMNS})
+    project.allowed_actions = sorted(allowed_actions(project.status, [project.sandbox.status, project.database.status]))
+    project.public_url = project.sandbox.public_url
+    return project
 
 
 def with_resources(project: Project) -> Project:

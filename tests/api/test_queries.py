@@ -17,7 +17,7 @@ def test_api_project_list_runs_a_constant_number_of_queries(api, user, django_as
     for number in range(count):
         services.do_create_project(user, name=f"Project {chr(97 + number % 26)}x")
 
-    # session + user (authentication), projects, their sandboxes, their databases
-    body = _list_queries(api, django_assert_num_queries, 5)
+    # session + user (authentication), then the projects joined with their sandboxes and databases
+    body = _list_queries(api, django_assert_num_queries, 3)
 
     assert len(body) == count

@@ -36,8 +36,8 @@ def test_projects_page_runs_a_constant_number_of_queries(user_client, user, djan
     for number in range(count):
         services.do_create_project(user, name=f"Project {chr(97 + number % 26)}x")
 
-    # session, user, projects, sandboxes, databases
-    with django_assert_num_queries(5):
+    # session, user, then the projects joined with their sandboxes and databases
+    with django_assert_num_queries(3):
         response = user_client.get("/")
 
     assert response.status_code == 200
