@@ -7,13 +7,26 @@ from sandboxes.models import Sandbox
 from sandboxes.tasks import reconcile_sandbox
 
 
+def queue_each(sandbox_ids, database_ids) -> None:
+    """One reconcile task per resource, so workers step them in parallel."""
+    for database_id in database_ids:
+        reconcile_database.delay(database_id)
+    for sandbox_id in sandbox_ids:
+        reconcile_sandbox.delay(sandbox_id)
+
+
+@shared_task(name="fullstackagent.tasks.reconcile_resources", ignore_result=True)
+def reconcile_resources(sandbox_ids: list[int], database_ids: list[int]) -> None:
+    """What a service sends after a change (projects.services.queue_after_commit): one message for
+    all the resources it touched, fanned out here, so the request that made the change pays for
+    one publish instead of one per resource (about 0.5 ms each)."""
+    queue_each(sandbox_ids, database_ids)
+
+
 @shared_task(name="fullstackagent.tasks.scan_resources", ignore_result=True)
 def scan_resources() -> int:
     """The beat's safety net: queue one reconcile task per due row (two statements per tick)."""
     database_ids = claim_due_ids(Database)
     sandbox_ids = claim_due_ids(Sandbox)
-    for database_id in database_ids:
-        reconcile_database.delay(database_id)
-    for sandbox_id in sandbox_ids:
-        reconcile_sandbox.delay(sandbox_id)
+    queue_each(sandbox_ids, database_ids)
     return len(database_ids) + len(sandbox_ids)

@@ -67,8 +67,7 @@ class ProjectListCreate(APIView):
             project = services.do_create_project(request.user, **serializer.validated_data)
         except services.KubeconfigMissing as error:
             raise ApiFailure(str(error), error.code) from None
-        # The project in hand is the user's: only its new sandbox and database are read back.
-        project = selectors.with_resources(project)
+        project = selectors.just_created(project)
         return Response(ProjectSerializer(project).data, status=status.HTTP_201_CREATED)
 
 

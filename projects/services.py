@@ -77,13 +77,10 @@ def check_action(project: Project, action: str, resource_statuses: list[str]) ->
 
 
 def _queue_reconcile(sandbox_ids, database_ids) -> None:
-    from databases.tasks import reconcile_database
-    from sandboxes.tasks import reconcile_sandbox
+    from fullstackagent.tasks import reconcile_resources
 
-    for database_id in database_ids:
-        reconcile_database.delay(database_id)
-    for sandbox_id in sandbox_ids:
-        reconcile_sandbox.delay(sandbox_id)
+    if sandbox_ids or database_ids:
+        reconcile_resources.delay(sandbox_ids, database_ids)
 
 
 def queue_after_commit(sandbox_ids=(), database_ids=()) -> None:
@@ -106,7 +103,9 @@ def user_has_kubeconfig(user) -> bool:
 
 @transaction.atomic
 def do_create_project(user, *, name: str, description: str = "") -> Project:
-    """Records a new project with its sandbox, database and terminal token; answers at once."""
+    """Records a new project with its sandbox, database and terminal token; answers at once.
+    The project comes back with the new ``sandbox`` and ``database`` set on it, so callers can show
+    them without reading them back (projects.selectors.just_created)."""
     name = validate_project_name(name)
     if settings.SANDBOX_BACKEND == "kubernetes" and not user_has_kubeconfig(user):
         raise KubeconfigMissing("Add your kubeconfig in settings before creating a project.")
@@ -123,6 +122,7 @@ def do_create_project(user, *, name: str, description: str = "") -> Project:
         is_secret=True,
     )
     queue_after_commit([sandbox.pk], [database.pk])
+    project.sandbox, project.database = sandbox, database
     return project
 
 
