@@ -105,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     while not stopping:
         exited = [child for child in children if child.poll() is not None]
         if exited:
-            exit_code = exited[0].returncode or 1
+            # Its code, a shell's 128+N for a signal N, or 1: a supervisor restarts us either way.
+            code = exited[0].returncode
+            exit_code = code if code > 0 else 128 - code if code < 0 else 1
             print(f"daphne (pid {exited[0].pid}) exited with {exited[0].returncode}; stopping the others",
                   file=sys.stderr, flush=True)
             break

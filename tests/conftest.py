@@ -76,6 +76,11 @@ def _wait_for_other_connections_to_close(timeout: float = 10.0) -> None:
 
     from django.db import connection
 
+    # This process's own pooled connections are not the server's and would never end: give them
+    # back and close the pool (the next query opens a new one).
+    connection.close()
+    if connection.pool:
+        connection.close_pool()
     deadline = time.monotonic() + timeout
     with connection.cursor() as cursor:
         while time.monotonic() < deadline:

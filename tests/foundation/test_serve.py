@@ -1,0 +1,268 @@
+"""python -m fullstackagent.serve: several daphne processes on one port, stopped together.
+
+Each test runs the real command against this run's test database and Redis, and looks at its
+processes and sockets through /proc (Linux, like the SO_REUSEPORT the command relies on).
+"""
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fullstackagent import embedded
+from fullstackagent.testing.processes import PROJECT_ROOT, platform_process_environment
+
+SERVE = [sys.executable, "-m", "fullstackagent.serve"]
+
+
+class Serve:
+    """One `python -m fullstackagent.serve --processes 2` on a free port, its output in a log file."""
+
+    def __init__(self, log_path: Path):
+        self.port = embedded.free_port()
+        self.log_path = log_path
+        self.log = open(log_path, "w")
+        self.process = subprocess.Popen(
+            [*SERVE, "--host", "127.0.0.1", "--port", str(self.port), "--processes", "2"],
+            cwd=PROJECT_ROOT,
+            env=platform_process_environment(),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its daphnes share its process group: the teardown can end them all
+        )
+        self.pid = self.process.pid
+
+    def output(self) -> str:
+        return self.log_path.read_text()
+
+    def wait_until_serving(self) -> None:
+        """Until both daphnes run (each logs that it listens) and /healthz answers."""
+        deadline = time.monotonic() + 30
+        while not (self.output().count("Listening on TCP address") == 2 and healthz(self.port)[0] == 200):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"fullstackagent.serve did not start:\n{self.output()[-4000:]}")
+            time.sleep(0.1)
+
+    def wait_for_exit(self, timeout: float) -> int:
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"fullstackagent.serve still running after {timeout}s:\n{self.output()[-4000:]}")
+
+    def end(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+        self.log.close()
+
+
+@pytest.fixture
+def serve(db, tmp_path):
+    """A started (and serving) fullstackagent.serve with two daphnes; ended after the test."""
+    own_backends = database_backends()  # this process's (its connection pool's)
+    server = Serve(tmp_path / "serve.log")
+    try:
+        server.wait_until_serving()
+        yield server
+    finally:
+        server.end()
+        _wait_for_backends_to_end(own_backends)
+        print(f"--- serve log ---\n{server.output()[-6000:]}")
+
+
+def database_backends() -> set[int]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        return {pid for (pid,) in cursor.fetchall()}
+
+
+def _wait_for_backends_to_end(keep: set[int], timeout: float = 10.0) -> None:
+    """PostgreSQL ends a backend a moment after its client exits; the test database cannot be
+    dropped at the end of the run while the daphnes' backends linger."""
+    deadline = time.monotonic() + timeout
+    while database_backends() - keep and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def healthz(port: int) -> tuple[int | None, bytes]:
+    """GET /healthz on a fresh connection: (status, body), or (None, b"") when nothing answers."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", "/healthz")
+        response = connection.getresponse()
+        return response.status, response.read()
+    except OSError:
+        return None, b""
+    finally:
+        connection.close()
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat from its third field (state) on, or None for a process that is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return text[text.rindex(")") + 2:].split()
+
+
+def children_of(pid: int) -> list[int]:
+    """Live (not zombie) processes whose parent is ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if fields and fields[1] == str(pid) and fields[0] != "Z":
+                found.append(int(entry.name))
+    return sorted(found)
+
+
+def command_line(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+
+
+def identity(pid: int) -> tuple[int, str] | None:
+    """(pid, start time): tells a process from a later one given the same pid."""
+    fields = _stat_fields(pid)
+    return (pid, fields[19]) if fields else None
+
+
+def still_exists(process_identity: tuple[int, str]) -> bool:
+    """Running, or exited but not yet waited for (a zombie): serve waits for its daphnes."""
+    return identity(process_identity[0]) == process_identity
+
+
+def listening_sockets(port: int) -> set[str]:
+    """Inodes of the sockets listening on 127.0.0.1:<port> (LISTEN is state 0A in /proc/net/tcp)."""
+    local = f"0100007F:{port:04X}"
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == local and fields[3] == "0A":
+            inodes.add(fields[9])
+    return inodes
+
+
+def sockets_held_by(pid: int) -> set[str]:
+    held = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except FileNotFoundError:
+            continue
+        if target.startswith("socket:["):
+            held.add(target[len("socket:["):-1])
+    return held
+
+
+def test_many_fresh_connections_are_all_answered(serve):
+    # The kernel spreads new connections over the two SO_REUSEPORT sockets by their addresses: were
+    # either daphne not serving its socket, about half of these would go unanswered.
+    answers = [healthz(serve.port) for _ in range(40)]
+
+    assert [status for status, _ in answers] == [200] * 40
+    assert {json.loads(body)["status"] for _, body in answers} == {"ok"}
+
+
+def test_two_daphnes_each_listen_on_their_own_socket_of_the_port(serve):
+    children = children_of(serve.pid)
+    listening = listening_sockets(serve.port)
+
+    assert len(children) == 2
+    for child in children:
+        arguments = command_line(child)
+        assert arguments[:4] == [sys.executable, "-m", "daphne", "--fd"]
+        assert arguments[4].isdigit()
+        assert arguments[-1] == "fullstackagent.asgi:application"
+    assert len(listening) == 2
+    # Each daphne holds one of the two SO_REUSEPORT sockets; serve closed its own copies.
+    assert sorted(len(sockets_held_by(child) & listening) for child in children) == [1, 1]
+    assert sockets_held_by(children[0]) & sockets_held_by(children[1]) & listening == set()
+    assert sockets_held_by(serve.pid) & listening == set()
+
+
+def test_a_daphne_killed_stops_the_other_and_serve_fails(serve):
+    victim, survivor = children_of(serve.pid)
+    survivor_identity = identity(survivor)
+
+    os.kill(victim, signal.SIGKILL)
+    code = serve.wait_for_exit(timeout=10)
+
+    assert code == 128 + signal.SIGKILL  # as a shell reports a process killed by a signal
+    assert f"daphne (pid {victim}) exited with -9; stopping the others" in serve.output()
+    assert not still_exists(survivor_identity)  # stopped and waited for before serve exited
+    assert listening_sockets(serve.port) == set()
+
+
+def test_a_daphne_that_exits_cleanly_still_makes_serve_fail(serve):
+    victim, survivor = children_of(serve.pid)
+    survivor_identity = identity(survivor)
+
+    os.kill(victim, signal.SIGTERM)  # daphne shuts down and exits 0; the web server is still short of one
+    code = serve.wait_for_exit(timeout=10)
+
+    assert f"daphne (pid {victim}) exited with 0; stopping the others" in serve.output()
+    assert code == 1
+    assert not still_exists(survivor_identity)
+    assert listening_sockets(serve.port) == set()
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_a_requested_stop_ends_every_daphne_and_exits_0(serve, stop_signal):
+    children = [identity(child) for child in children_of(serve.pid)]
+    assert len(children) == 2
+
+    os.kill(serve.pid, stop_signal)
+    code = serve.wait_for_exit(timeout=20)
+
+    assert code == 0
+    assert [child for child in children if still_exists(child)] == []
+    assert listening_sockets(serve.port) == set()
+    assert "stopping the others" not in serve.output()
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("0", "fullstackagent.serve: WEB_PROCESSES=0 is below the minimum 1"),
+        ("abc", "fullstackagent.serve: WEB_PROCESSES='abc' is not an integer"),
+    ],
+)
+def test_a_bad_web_processes_stops_with_a_message_naming_it(value, message):
+    port = embedded.free_port()
+
+    result = subprocess.run(
+        [*SERVE, "--host", "127.0.0.1", "--port", str(port)],
+        cwd=PROJECT_ROOT,
+        env=platform_process_environment(WEB_PROCESSES=value),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == message
+    assert result.stdout == ""
+    assert not embedded.port_open(port)
+
+
+def test_processes_below_one_is_a_usage_error():
+    result = subprocess.run(
+        [*SERVE, "--port", str(embedded.free_port()), "--processes", "0"],
+        cwd=PROJECT_ROOT,
+        env=platform_process_environment(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == "python -m fullstackagent.serve: error: --processes must be at least 1"
