@@ -101,7 +101,7 @@ ROOT_URLCONF = "fullstackagent.urls"
 WSGI_APPLICATION = None
 ASGI_APPLICATION = "fullstackagent.asgi.application"
 # Threads each server process runs Django's request handling on (fullstackagent.threaded_http).
-HTTP_THREADS = env_int("HTTP_THREADS", 4, minimum=1)
+HTTP_THREADS = env_int("HTTP_THREADS", 2, minimum=1)
 
 TEMPLATES = [
     {

@@ -9,14 +9,24 @@ request and a p99 of about a second with 20 clients).
 
 This application reads the request body on the event loop, then runs Django's WSGI handler (the
 same middleware, views and signals, so database connections are opened and returned exactly as
-under any WSGI server) on a fixed pool of threads, and sends the answer from the loop. Streaming
+under any WSGI server) on a pool of threads, and sends the answer from the loop. Streaming
 responses (static files) are iterated in the worker thread and sent chunk by chunk. Websockets
 never come here: fullstackagent.asgi routes them to Channels.
+
+The pool is small (HTTP_THREADS, 2 by default): the work is Python under one GIL, and more
+threads only take turns at it; with 2, bench/api.py served 20-40 % more requests a second than
+with 4 and had half the p99. A few requests wait on something else for long (a user's cluster
+validating a kubeconfig, an upload chunk written into a pod, a sign-in provider). So that they
+cannot hold every thread, a request that finds all of them busy and at least one busy for more
+than STUCK_AFTER seconds runs on an overflow pool instead of queueing behind it.
 """
 
 import asyncio
+import itertools
 import logging
 import sys
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from tempfile import SpooledTemporaryFile
 
@@ -27,15 +37,55 @@ logger = logging.getLogger(__name__)
 
 # Bodies above this size are spooled to disk while they arrive (Django's own threshold).
 _SPOOL_THRESHOLD = 2.5 * 1024 * 1024
+# A request running this long on a pool thread is waiting on something, not computing: under full
+# load a request holds its thread for tens of milliseconds.
+STUCK_AFTER = 0.5
+# Threads for requests that arrive while the pool is held by waiting ones.
+OVERFLOW_THREADS = 32
 
 
 class ThreadedDjangoHTTP:
     """An ASGI application for ``http`` scopes that runs Django's WSGI handler in ``threads`` threads."""
 
-    def __init__(self, threads: int | None = None):
+    def __init__(self, threads: int | None = None, stuck_after: float = STUCK_AFTER):
         self.threads = threads or settings.HTTP_THREADS
+        self.stuck_after = stuck_after
         self.handler = WSGIHandler()
         self.executor = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="http")
+        self.overflow = ThreadPoolExecutor(max_workers=OVERFLOW_THREADS, thread_name_prefix="http-overflow")
+        self._pending = 0  # requests handed to the pool and not answered yet (event loop only)
+        self._started = {}  # request number -> when a pool thread started it
+        self._started_lock = threading.Lock()
+        self._numbers = itertools.count()
+
+    def _pool_is_held(self) -> bool:
+        """Every pool thread is taken and one of them has been for longer than stuck_after."""
+        if self._pending < self.threads:
+            return False
+        with self._started_lock:
+            oldest = min(self._started.values(), default=None)
+        return oldest is not None and time.monotonic() - oldest > self.stuck_after
+
+    async def _run(self, *args):
+        loop = asyncio.get_running_loop()
+        if self._pool_is_held():
+            return await loop.run_in_executor(self.overflow, self._respond, *args)
+        number = next(self._numbers)
+
+        def timed(*args):
+            with self._started_lock:
+                self._started[number] = time.monotonic()
+            try:
+                return self._respond(*args)
+            finally:
+                with self._started_lock:
+                    del self._started[number]
+
+        self._pending += 1
+        try:
+            return await loop.run_in_executor(self.executor, timed, *args)
+        finally:
+            self._pending -= 1
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
@@ -47,7 +97,7 @@ class ThreadedDjangoHTTP:
             return  # the client went away before sending its whole request
         loop = asyncio.get_running_loop()
         try:
-            start, chunks = await loop.run_in_executor(self.executor, self._respond, loop, scope, body, send)
+            start, chunks = await self._run(loop, scope, body, send)
         finally:
             body.close()
         if start is not None:  # a whole (not streamed) answer: sent from here, no thread waits on it

@@ -320,3 +320,110 @@ def test_lifespan_startup_and_shutdown_are_acknowledged(app):
 def test_websocket_scope_is_refused(app):
     with pytest.raises(ValueError, match="cannot serve a 'websocket' scope"):
         run(app, {"type": "websocket", "path": "/ws/"}, [])
+
+
+class _Answer:
+    """What a WSGI application returns: an iterable with close() (PEP 3333)."""
+
+    def __init__(self, body: bytes):
+        self.body = body
+
+    def __iter__(self):
+        return iter([self.body])
+
+    def close(self):
+        pass
+
+
+def _blocking_handler(release: threading.Event, threads_seen: dict):
+    """A WSGI application standing in for Django: /slow waits for ``release`` (a cluster that does
+    not answer), anything else answers at once; each records the thread it ran on."""
+
+    def handler(environ, start_response):
+        threads_seen[environ["PATH_INFO"]] = threading.current_thread().name
+        if environ["PATH_INFO"] == "/slow":
+            release.wait(10)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return _Answer(environ["PATH_INFO"].encode())
+
+    return handler
+
+
+def _both(app, fast_after: float):
+    """Sends /slow, then /fast ``fast_after`` seconds later; returns when /fast was answered
+    (seconds after it was sent) and whether /slow was still waiting then."""
+
+    async def go():
+        loop = asyncio.get_running_loop()
+        slow_sent = []
+
+        async def send_slow(message):
+            slow_sent.append(message)
+
+        async def receive():
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        slow = asyncio.ensure_future(app(http_scope("GET", "/slow"), receive, send_slow))
+        await asyncio.sleep(fast_after)
+        fast_sent = []
+
+        async def send_fast(message):
+            fast_sent.append(message)
+
+        started = loop.time()
+        fast = asyncio.ensure_future(app(http_scope("GET", "/fast"), receive, send_fast))
+        done, _ = await asyncio.wait({fast}, timeout=2)
+        answered_in = loop.time() - started if done else None
+        slow_was_waiting = not slow.done()
+        return slow, fast, answered_in, slow_was_waiting, fast_sent
+
+    return go
+
+
+def test_a_request_stuck_on_the_only_thread_does_not_hold_up_the_next():
+    release, threads_seen = threading.Event(), {}
+    app = ThreadedDjangoHTTP(threads=1, stuck_after=0.1)
+    app.handler = _blocking_handler(release, threads_seen)
+
+    async def scenario():
+        slow, fast, answered_in, slow_was_waiting, fast_sent = await _both(app, fast_after=0.3)()
+        release.set()
+        await asyncio.gather(slow, fast)
+        return answered_in, slow_was_waiting, fast_sent
+
+    try:
+        answered_in, slow_was_waiting, fast_sent = asyncio.run(asyncio.wait_for(scenario(), 30))
+    finally:
+        release.set()
+        app.executor.shutdown(wait=True)
+        app.overflow.shutdown(wait=True)
+
+    assert slow_was_waiting
+    assert answered_in is not None and answered_in < 1
+    assert [message.get("body") for message in fast_sent if message["type"] == "http.response.body"] == [b"/fast"]
+    assert threads_seen["/slow"].startswith("http_")
+    assert threads_seen["/fast"].startswith("http-overflow")
+
+
+def test_a_request_busy_for_less_than_stuck_after_keeps_the_next_in_the_queue():
+    release, threads_seen = threading.Event(), {}
+    app = ThreadedDjangoHTTP(threads=1, stuck_after=30)
+    app.handler = _blocking_handler(release, threads_seen)
+
+    async def scenario():
+        slow, fast, answered_in, slow_was_waiting, _ = await _both(app, fast_after=0.3)()
+        release.set()
+        await asyncio.gather(slow, fast)
+        return answered_in, slow_was_waiting
+
+    try:
+        answered_in, slow_was_waiting = asyncio.run(asyncio.wait_for(scenario(), 30))
+    finally:
+        release.set()
+        app.executor.shutdown(wait=True)
+        app.overflow.shutdown(wait=True)
+
+    # Not stuck yet: /fast waited for the pool's thread (no 2 s answer), then ran on it.
+    assert slow_was_waiting
+    assert answered_in is None
+    assert threads_seen["/fast"] == threads_seen["/slow"]
