@@ -1,21 +1,28 @@
 """API latency benchmark: create-project and list-projects with 20 concurrent clients.
 
-Starts the platform's HTTP server (daphne serving fullstackagent.asgi, as `make run` does) on a
-throw-away database (bench/_harness.py), gives every client its own user and personal API token,
-and has each client send its requests one after the other over one keep-alive connection (a
-closed loop: 20 requests in flight at all times). Latency is measured per request, from sending
-to the last byte of the answer.
+Starts the platform's web server as production runs it (``python -m fullstackagent.serve``: one
+daphne per CPU, DEBUG off) on a throw-away database (bench/_harness.py), gives every client its
+own user and personal API token, and has each client send its requests one after the other over
+one keep-alive connection (a closed loop: 20 requests in flight at all times, so latency is set by
+how many requests a second the machine serves). Latency is measured per request, from sending to
+the last byte of the answer.
+
+The baseline, measured in the same run against the same server: a request that does nothing (an
+unknown /api/ path, answered 404 by Django through the same middleware), that is, what the
+server, the machine and this client cost before the platform does any work.
 
 No Celery worker runs: creating a project only records it and queues its reconcile tasks in
 Redis (DESIGN.md "API and UI never wait for infrastructure"), so this measures the API alone.
 
 Ends with the lines
-    create-project p99: 12.3 ms
-    list-projects p99: 8.1 ms
-The goal is p99 under 50 ms for both.
+    baseline (no-op request) p99: 30.1 ms
+    create-project p99: 61.2 ms (2.0x the baseline)
+    list-projects p99: 45.3 ms (1.5x the baseline)
+The goal is p99 under 50 ms for create-project and list-projects.
 """
 
 import argparse
+import gc
 import http.client
 import json
 import os
@@ -36,10 +43,10 @@ def percentile(samples: list[float], fraction: float) -> float:
 class Client(threading.Thread):
     """One API user: its own connection and token, requests back to back."""
 
-    def __init__(self, port: int, token: str, requests, start_gate, interval=0.0, offset=0.0):
+    def __init__(self, port: int, token: str, requests, start_gate, interval=0.0, offset=0.0, expect=None):
         super().__init__(daemon=True)
         self.port, self.token, self.requests, self.start_gate = port, token, requests, start_gate
-        self.interval, self.offset = interval, offset
+        self.interval, self.offset, self.expect = interval, offset, expect
         self.latencies: list[float] = []
         self.failures: list[str] = []
 
@@ -58,16 +65,16 @@ class Client(threading.Thread):
             response = connection.getresponse()
             payload = response.read()
             self.latencies.append((time.perf_counter() - started) * 1000)
-            if response.status >= 300:
+            if (response.status != self.expect) if self.expect else response.status >= 300:
                 self.failures.append(f"{method} {path} → {response.status} {payload[:200]!r}")
         connection.close()
 
 
-def run_phase(port: int, tokens: list[str], make_requests, interval=0.0) -> tuple[list[float], list[str], float]:
+def run_phase(port: int, tokens: list[str], make_requests, interval=0.0, expect=None) -> tuple[list[float], list[str], float]:
     gate = threading.Barrier(len(tokens) + 1)
     # Paced clients start spread over one interval, as independent users would, not in lockstep.
     clients = [
-        Client(port, token, make_requests(index), gate, interval, offset=interval * index / len(tokens))
+        Client(port, token, make_requests(index), gate, interval, offset=interval * index / len(tokens), expect=expect)
         for index, token in enumerate(tokens)
     ]
     for client in clients:
@@ -90,11 +97,12 @@ def report(name: str, latencies: list[float], elapsed: float) -> None:
     )
 
 
-def start_daphne(port: int, log_path) -> subprocess.Popen:
+def start_server(port: int, processes: int, log_path) -> subprocess.Popen:
     from fullstackagent import embedded
 
     process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "fullstackagent.asgi:application"],
+        [sys.executable, "-m", "fullstackagent.serve", "--host", "127.0.0.1", "--port", str(port),
+         "--processes", str(processes)],
         cwd=PROJECT_ROOT,
         env=dict(os.environ),
         stdout=open(log_path, "w"),
@@ -103,9 +111,53 @@ def start_daphne(port: int, log_path) -> subprocess.Popen:
     deadline = time.monotonic() + 30
     while not embedded.port_open(port):
         if process.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"daphne did not start; see {log_path}")
+            raise SystemExit(f"the server did not start; see {log_path}")
         time.sleep(0.1)
     return process
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU time used so far by the server's processes, PostgreSQL, Redis and this client (Linux)."""
+    totals = {"server": 0.0, "postgres": 0.0, "redis": 0.0, "client": 0.0}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat_file:
+                stat = stat_file.read()
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline_file:
+                command = cmdline_file.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # the process ended meanwhile
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        used = (int(fields[11]) + int(fields[12])) / tick
+        if int(entry) == os.getpid():
+            totals["client"] += used
+        elif "daphne" in command or "fullstackagent.serve" in command:
+            totals["server"] += used
+        elif name.startswith("postgres") or "postgres" in command.split(" ")[0]:
+            totals["postgres"] += used
+        elif "redis-server" in command:
+            totals["redis"] += used
+    return totals
+
+
+def production_settings() -> None:
+    """The settings production runs with (DEBUG off), for this process and the server it starts.
+    Plain HTTP on 127.0.0.1, so no HTTPS redirect; secrets made up for the run."""
+    from cryptography.fernet import Fernet
+    import secrets
+
+    os.environ.update(
+        DEBUG="false",
+        SECURE_SSL_REDIRECT="false",
+        ALLOWED_HOSTS="127.0.0.1",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        FIELD_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
+        LOG_LEVEL="WARNING",
+    )
 
 
 def main(argv=None) -> int:
@@ -115,7 +167,13 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--clients", type=int, default=20, help="concurrent clients, each its own user (default 20)")
     parser.add_argument("--creates", type=int, default=20, help="projects each client creates (default 20)")
-    parser.add_argument("--lists", type=int, default=50, help="list requests each client sends (default 50)")
+    parser.add_argument("--lists", type=int, default=100, help="list requests each client sends (default 100)")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="server processes (default: one per CPU, as fullstackagent.serve does)",
+    )
     parser.add_argument(
         "--interval",
         type=float,
@@ -123,7 +181,10 @@ def main(argv=None) -> int:
         help="seconds between one client's requests (default 0: back to back, the server's saturation); "
         "e.g. 0.5 is 20 clients x 2 requests/s",
     )
+    parser.add_argument("--debug", action="store_true", help="run the server with DEBUG on (as `make run` does)")
     args = parser.parse_args(argv)
+    if not args.debug:
+        production_settings()
 
     with BenchPlatform("api") as platform:
         from django.contrib.auth import get_user_model
@@ -136,33 +197,58 @@ def main(argv=None) -> int:
             user = get_user_model().objects.create_user(username=f"bench-{index}", password=None)
             tokens.append(do_create_api_token(user, name="bench")[1])
         port = embedded.free_port()
-        daphne = start_daphne(port, platform.scratch / "daphne.log")
-        platform.processes.append(daphne)
+        platform.processes.append(start_server(port, args.processes, platform.scratch / "server.log"))
 
-        # Warm-up: imports, connections, template and serializer caches.
-        run_phase(port, tokens, lambda index: [("GET", "/api/projects", None)] * 3)
+        def project(index: int, number: int, word: str = "Bench") -> tuple:
+            name = f"{word} {chr(97 + number % 26)}{chr(97 + number // 26 % 26)}{chr(97 + index % 26)} app"
+            return ("POST", "/api/projects", json.dumps({"name": name}).encode())
 
-        def creates(index):
-            return [
-                ("POST", "/api/projects", json.dumps({"name": f"Bench {chr(97 + n % 26)}{chr(97 + index % 26)} app"}).encode())
-                for n in range(args.creates)
-            ]
+        # Warm-up, as a server that has been up a while is: every process has imported its code
+        # paths, opened its PostgreSQL connections and its Celery connection to Redis.
+        run_phase(
+            port, tokens, lambda index: [project(index, 0, "Warm")] + [("GET", "/api/projects", None)] * 5
+        )
+        # This process is the clients: its garbage collector must not pause them all at once.
+        gc.collect()
+        gc.freeze()
 
-        create_latencies, create_failures, create_elapsed = run_phase(port, tokens, creates, args.interval)
+        baseline_latencies, baseline_failures, baseline_elapsed = run_phase(
+            port, tokens, lambda index: [("GET", "/api/no-such-route", None)] * args.lists, args.interval, expect=404
+        )
+        cpu_before = cpu_seconds()
+        create_latencies, create_failures, create_elapsed = run_phase(
+            port, tokens, lambda index: [project(index, n) for n in range(args.creates)], args.interval
+        )
+        cpu_between = cpu_seconds()
         list_latencies, list_failures, list_elapsed = run_phase(
             port, tokens, lambda index: [("GET", "/api/projects", None)] * args.lists, args.interval
         )
-        if create_failures or list_failures:
-            print("failures:", *(create_failures + list_failures)[:10], sep="\n  ")
+        cpu_after = cpu_seconds()
+        failures = baseline_failures + create_failures + list_failures
+        if failures:
+            print("failures:", *failures[:10], sep="\n  ")
             return 1
 
         pacing = f"one request per {args.interval} s each" if args.interval else "requests back to back"
-        load = os.getloadavg()[0]
-        print(f"{args.clients} concurrent clients ({pacing}), one daphne process, {os.cpu_count()} CPUs, load {load:.1f}")
+        settings = "DEBUG on" if args.debug else "production settings"
+        print(
+            f"{args.clients} concurrent clients ({pacing}), {args.processes} server processes ({settings}), "
+            f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
+        )
+        report("baseline (no-op request)", baseline_latencies, baseline_elapsed)
         report("create-project", create_latencies, create_elapsed)
-        report(f"list-projects ({args.creates} projects per user)", list_latencies, list_elapsed)
-        print(f"create-project p99: {percentile(create_latencies, .99):.1f} ms")
-        print(f"list-projects p99: {percentile(list_latencies, .99):.1f} ms")
+        report(f"list-projects ({args.creates + 1} projects per user)", list_latencies, list_elapsed)
+        for name, before, after, count in (
+            ("create-project", cpu_before, cpu_between, len(create_latencies)),
+            ("list-projects", cpu_between, cpu_after, len(list_latencies)),
+        ):
+            shares = ", ".join(f"{part} {(after[part] - before[part]) * 1000 / count:.2f}" for part in after)
+            print(f"  CPU ms per {name} request: {shares}")
+        baseline_p99 = percentile(baseline_latencies, .99)
+        print(f"baseline (no-op request) p99: {baseline_p99:.1f} ms")
+        for name, latencies in (("create-project", create_latencies), ("list-projects", list_latencies)):
+            p99 = percentile(latencies, .99)
+            print(f"{name} p99: {p99:.1f} ms ({p99 / baseline_p99:.1f}x the baseline)")
     return 0
 
 
