@@ -10,29 +10,14 @@ leaving no process behind; the data stays under the state folder and the next ru
 
 import argparse
 import os
-import signal
 import subprocess
 import sys
-import time
 
-from fullstackagent import embedded
+from fullstackagent import embedded, supervise
 
 
 def _spawn(command: list[str], environment: dict) -> subprocess.Popen:
     return subprocess.Popen(command, env=environment, cwd=embedded.PROJECT_ROOT, start_new_session=True)
-
-
-def _stop(processes: list[subprocess.Popen]) -> None:
-    for process in processes:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    for process in processes:
-        try:
-            process.wait(timeout=max(deadline - time.monotonic(), 0.1))
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,23 +47,12 @@ def main(argv: list[str] | None = None) -> int:
         _spawn([python, "-m", "celery", "-A", "fullstackagent", "beat", "--loglevel", "INFO",
                 "--schedule", str(embedded.state_dir() / "celerybeat-schedule")], environment),
     ]
-    stopping = False
-
-    def request_stop(signum, frame):
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
     print(f"\n  FullstackAgent is running: open http://{args.host}:{args.port}/  (Ctrl-C stops it)\n", flush=True)
     try:
-        while not stopping:
-            if any(process.poll() is not None for process in processes):
-                print("a platform process exited; stopping everything", file=sys.stderr)
-                break
-            time.sleep(0.3)
+        if supervise.wait_for_stop_or_exit(processes, interval=0.3) is not None:
+            print("a platform process exited; stopping everything", file=sys.stderr)
     finally:
-        _stop(processes)
+        supervise.stop(processes, process_groups=True)
         subprocess.run(
             [python, "manage.py", "stop_local_sandboxes"], env=environment, cwd=embedded.PROJECT_ROOT, check=False
         )

@@ -20,7 +20,8 @@ import signal
 import socket
 import subprocess
 import sys
-import time
+
+from fullstackagent import supervise
 
 APPLICATION = "fullstackagent.asgi:application"
 PR_SET_PDEATHSIG = 1  # prctl(2)
@@ -93,35 +94,14 @@ def main(argv: list[str] | None = None) -> int:
     for sock in sockets:
         sock.close()  # the children hold their own copies
 
-    stopping = False
-
-    def request_stop(signum, frame):
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    exited = supervise.wait_for_stop_or_exit(children)
     exit_code = 0
-    while not stopping:
-        exited = [child for child in children if child.poll() is not None]
-        if exited:
-            # Its code, a shell's 128+N for a signal N, or 1: a supervisor restarts us either way.
-            code = exited[0].returncode
-            exit_code = code if code > 0 else 128 - code if code < 0 else 1
-            print(f"daphne (pid {exited[0].pid}) exited with {exited[0].returncode}; stopping the others",
-                  file=sys.stderr, flush=True)
-            break
-        time.sleep(0.2)
-    for child in children:
-        if child.poll() is None:
-            child.terminate()
-    deadline = time.monotonic() + 15
-    for child in children:
-        try:
-            child.wait(timeout=max(deadline - time.monotonic(), 0.1))
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+    if exited is not None:
+        # Its code, a shell's 128+N for a signal N, or 1: a supervisor restarts us either way.
+        code = exited.returncode
+        exit_code = code if code > 0 else 128 - code if code < 0 else 1
+        print(f"daphne (pid {exited.pid}) exited with {code}; stopping the others", file=sys.stderr, flush=True)
+    supervise.stop(children)
     return exit_code
 
 

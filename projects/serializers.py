@@ -59,29 +59,16 @@ def _timestamp(value) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
 
-def _sandbox_json(sandbox) -> dict | None:
-    if sandbox is None:
+def _resource_json(resource, *, with_url: bool) -> dict | None:
+    """A sandbox (``with_url``: its public URL too) or a database, as SandboxSummarySerializer and
+    DatabaseSummarySerializer declare them."""
+    if resource is None:
         return None
-    return {
-        "id": sandbox.id,
-        "name": sandbox.name,
-        "status": sandbox.status,
-        "lastError": sandbox.last_error,
-        "publicUrl": sandbox.public_url,
-        "updatedAt": _timestamp(sandbox.updated),
-    }
-
-
-def _database_json(database) -> dict | None:
-    if database is None:
-        return None
-    return {
-        "id": database.id,
-        "name": database.name,
-        "status": database.status,
-        "lastError": database.last_error,
-        "updatedAt": _timestamp(database.updated),
-    }
+    shown = {"id": resource.id, "name": resource.name, "status": resource.status, "lastError": resource.last_error}
+    if with_url:
+        shown["publicUrl"] = resource.public_url
+    shown["updatedAt"] = _timestamp(resource.updated)
+    return shown
 
 
 class ProjectSerializer(serializers.Serializer):
@@ -102,8 +89,8 @@ class ProjectSerializer(serializers.Serializer):
             "updatedAt": _timestamp(project.updated),
             "allowedActions": list(project.allowed_actions),
             "publicUrl": project.public_url,
-            "sandbox": _sandbox_json(project.sandbox),
-            "database": _database_json(project.database),
+            "sandbox": _resource_json(project.sandbox, with_url=True),
+            "database": _resource_json(project.database, with_url=False),
         }
 
     id = serializers.IntegerField()

@@ -380,9 +380,12 @@ def _both(app, fast_after: float):
     return go
 
 
-def test_a_request_stuck_on_the_only_thread_does_not_hold_up_the_next():
-    release, threads_seen = threading.Event(), {}
-    app = ThreadedDjangoHTTP(threads=1, stuck_after=0.1)
+def _slow_then_fast(threads_seen: dict, stuck_after: float):
+    """One pool thread; /slow is sent, /fast 0.3 s later, /slow released after /fast was answered
+    or 2 s passed. Returns (seconds /fast took or None, whether /slow was still waiting, /fast's
+    messages)."""
+    release = threading.Event()
+    app = ThreadedDjangoHTTP(threads=1, stuck_after=stuck_after)
     app.handler = _blocking_handler(release, threads_seen)
 
     async def scenario():
@@ -392,11 +395,17 @@ def test_a_request_stuck_on_the_only_thread_does_not_hold_up_the_next():
         return answered_in, slow_was_waiting, fast_sent
 
     try:
-        answered_in, slow_was_waiting, fast_sent = asyncio.run(asyncio.wait_for(scenario(), 30))
+        return asyncio.run(asyncio.wait_for(scenario(), 30))
     finally:
         release.set()
         app.executor.shutdown(wait=True)
         app.overflow.shutdown(wait=True)
+
+
+def test_a_request_stuck_on_the_only_thread_does_not_hold_up_the_next():
+    threads_seen = {}
+
+    answered_in, slow_was_waiting, fast_sent = _slow_then_fast(threads_seen, stuck_after=0.1)
 
     assert slow_was_waiting
     assert answered_in is not None and answered_in < 1
@@ -406,24 +415,11 @@ def test_a_request_stuck_on_the_only_thread_does_not_hold_up_the_next():
 
 
 def test_a_request_busy_for_less_than_stuck_after_keeps_the_next_in_the_queue():
-    release, threads_seen = threading.Event(), {}
-    app = ThreadedDjangoHTTP(threads=1, stuck_after=30)
-    app.handler = _blocking_handler(release, threads_seen)
+    threads_seen = {}
 
-    async def scenario():
-        slow, fast, answered_in, slow_was_waiting, _ = await _both(app, fast_after=0.3)()
-        release.set()
-        await asyncio.gather(slow, fast)
-        return answered_in, slow_was_waiting
+    answered_in, slow_was_waiting, _ = _slow_then_fast(threads_seen, stuck_after=30)
 
-    try:
-        answered_in, slow_was_waiting = asyncio.run(asyncio.wait_for(scenario(), 30))
-    finally:
-        release.set()
-        app.executor.shutdown(wait=True)
-        app.overflow.shutdown(wait=True)
-
-    # Not stuck yet: /fast waited for the pool's thread (no 2 s answer), then ran on it.
+    # Not stuck yet: /fast waited for the pool's thread (no answer within 2 s), then ran on it.
     assert slow_was_waiting
     assert answered_in is None
     assert threads_seen["/fast"] == threads_seen["/slow"]
