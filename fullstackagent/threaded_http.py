@@ -14,8 +14,8 @@ responses (static files) are iterated in the worker thread and sent chunk by chu
 never come here: fullstackagent.asgi routes them to Channels.
 
 The pool is small (HTTP_THREADS, 2 by default): the work is Python under one GIL, and more
-threads only take turns at it; with 2, bench/api.py served 20-40 % more requests a second than
-with 4 and had half the p99. A few requests wait on something else for long (a user's cluster
+threads only take turns at it; with 2, bench/api.py served 10-45 % more requests a second than
+with 4, and create-project's p99 was half. A few requests wait on something else for long (a user's cluster
 validating a kubeconfig, an upload chunk written into a pod, a sign-in provider). So that they
 cannot hold every thread, a request that finds all of them busy and at least one busy for more
 than STUCK_AFTER seconds runs on an overflow pool instead of queueing behind it.
