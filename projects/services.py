@@ -88,12 +88,24 @@ def queue_after_commit(sandbox_ids=(), database_ids=()) -> None:
     transaction.on_commit(lambda: _queue_reconcile(sandbox_ids, database_ids))
 
 
-def refresh_project_status(project_id: int) -> str:
-    """Re-aggregates one project's status from its resources and stores it if it changed."""
-    statuses = list(Sandbox.objects.filter(project_id=project_id).values_list("status", flat=True))
-    statuses += list(Database.objects.filter(project_id=project_id).values_list("status", flat=True))
-    status = aggregate_status(statuses)
-    Project.objects.filter(pk=project_id).exclude(status=status).update(status=status, updated=timezone.now())
+def refresh_project_status(project_id: int) -> str | None:
+    """Re-aggregates one project's status from its resources and stores it if it changed (None
+    when the project is gone).
+
+    The project row is locked first. Two reconcile tasks finishing together (the sandbox and the
+    database of a project being deleted) each refresh: without the lock, the one that read the
+    statuses before the other's step landed could write its stale TERMINATING over the other's
+    TERMINATED, and nothing would ever correct it. With it, the second waits for the first and then
+    reads both steps' results."""
+    with transaction.atomic():
+        current = Project.objects.select_for_update().filter(pk=project_id).values_list("status", flat=True).first()
+        if current is None:
+            return None
+        statuses = list(Sandbox.objects.filter(project_id=project_id).values_list("status", flat=True))
+        statuses += list(Database.objects.filter(project_id=project_id).values_list("status", flat=True))
+        status = aggregate_status(statuses)
+        if status != current:
+            Project.objects.filter(pk=project_id).update(status=status, updated=timezone.now())
     return status
 
 
