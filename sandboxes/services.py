@@ -11,6 +11,16 @@ def environment_changed_for_projects(project_ids) -> None:
     """A variable, the database URL or a user setting changed: running sandboxes of these projects
     go to UPDATING (the reconciler re-applies the environment, or returns to RUNNING at once when
     the effective environment did not change); others just get looked at."""
+    with transaction.atomic():
+        _environment_changed(project_ids)
+
+
+def _environment_changed(project_ids) -> None:
+    from projects.models import Project
+
+    # Projects first, then their sandboxes: the order the project services and
+    # refresh_project_status lock in, so a variable saved during a stop cannot deadlock with it.
+    list(Project.objects.select_for_update().filter(pk__in=project_ids).order_by("pk").values_list("pk", flat=True))
     now = timezone.now()
     running = Sandbox.objects.filter(project_id__in=project_ids, status=ResourceStatus.RUNNING)
     updating_ids = list(running.values_list("pk", flat=True))
