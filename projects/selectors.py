@@ -55,6 +55,24 @@ def _first_by_project(model, columns, project_ids) -> dict[int, ResourceSummary]
     return first
 
 
+def _shown_with(status: str, sandbox, database) -> dict:
+    """What a project shows next to its own fields: its sandbox and database, the actions its
+    status allows and the app's URL."""
+    statuses = [resource.status for resource in (sandbox, database) if resource]
+    return {
+        "sandbox": sandbox,
+        "database": database,
+        "allowed_actions": sorted(allowed_actions(status, statuses)),
+        "public_url": sandbox.public_url if sandbox else "",
+    }
+
+
+def _annotate(project: Project, sandbox, database) -> Project:
+    for name, value in _shown_with(project.status, sandbox, database).items():
+        setattr(project, name, value)
+    return project
+
+
 def _with_resources(projects) -> list:
     """The projects with ``sandbox``, ``database``, ``allowed_actions`` and ``public_url`` set:
     three queries whatever their number."""
@@ -62,13 +80,7 @@ def _with_resources(projects) -> list:
     ids = [project.pk for project in projects]
     sandboxes = _first_by_project(Sandbox, _SANDBOX_COLUMNS, ids)
     databases = _first_by_project(Database, _DATABASE_COLUMNS, ids)
-    for project in projects:
-        project.sandbox = sandboxes.get(project.pk)
-        project.database = databases.get(project.pk)
-        statuses = [resource.status for resource in (project.sandbox, project.database) if resource]
-        project.allowed_actions = sorted(allowed_actions(project.status, statuses))
-        project.public_url = project.sandbox.public_url if project.sandbox else ""
-    return projects
+    return [_annotate(project, sandboxes.get(project.pk), databases.get(project.pk)) for project in projects]
 
 
 def _day_start(day: date) -> datetime:
@@ -111,8 +123,8 @@ def _first_resource(model, names) -> str:
     )
 
 
-_SANDBOX_FIELDS = ("id", "name", "status", "last_error", "public_url", "updated")
-_DATABASE_FIELDS = ("id", "name", "status", "last_error", "updated")
+_SANDBOX_FIELDS = tuple(column for column in _SANDBOX_COLUMNS if column != "project_id")
+_DATABASE_FIELDS = tuple(column for column in _DATABASE_COLUMNS if column != "project_id")
 # Written once from the models' metadata rather than compiled by the ORM on every call: compiling
 # the equivalent queryset cost more than running it (bench/api.py). The filters are appended as
 # parameters by project_list.
@@ -124,6 +136,14 @@ _LIST_SQL = (
     f"LEFT JOIN LATERAL ({_first_resource(Database, _DATABASE_FIELDS)}) d ON TRUE "
     f'WHERE p."user_id" = %s AND p."status" <> %s'
 )
+
+
+def _summary_at(row, start: int, fields, project_id: int) -> ResourceSummary | None:
+    """The resource whose ``fields`` start at ``row[start]``; None when the LEFT JOIN found none."""
+    values = row[start:start + len(fields)]
+    if values[0] is None:
+        return None
+    return ResourceSummary(project_id=project_id, **dict(zip(fields, values)))
 
 
 def _like_pattern(text: str) -> str:
@@ -154,31 +174,17 @@ def project_list(user, *, q: str = "", created_from: date | None = None, created
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     sandbox_at, database_at = len(_PROJECT_COLUMNS), len(_PROJECT_COLUMNS) + len(_SANDBOX_FIELDS)
-    summaries = []
-    for row in rows:
-        project_id, status = row[0], row[3]
-        sandbox = database = None
-        if row[sandbox_at] is not None:
-            sandbox = ResourceSummary(
-                id=row[sandbox_at], project_id=project_id, name=row[sandbox_at + 1], status=row[sandbox_at + 2],
-                last_error=row[sandbox_at + 3], public_url=row[sandbox_at + 4], updated=row[sandbox_at + 5],
-            )
-        if row[database_at] is not None:
-            database = ResourceSummary(
-                id=row[database_at], project_id=project_id, name=row[database_at + 1], status=row[database_at + 2],
-                last_error=row[database_at + 3], updated=row[database_at + 4],
-            )
-        statuses = [resource.status for resource in (sandbox, database) if resource]
-        summaries.append(
-            ProjectSummary(
-                *row[:sandbox_at],
-                sandbox=sandbox,
-                database=database,
-                allowed_actions=sorted(allowed_actions(status, statuses)),
-                public_url=sandbox.public_url if sandbox else "",
-            )
+    return [
+        ProjectSummary(
+            *row[:sandbox_at],
+            **_shown_with(
+                row[_PROJECT_COLUMNS.index("status")],
+                _summary_at(row, sandbox_at, _SANDBOX_FIELDS, project_id=row[0]),
+                _summary_at(row, database_at, _DATABASE_FIELDS, project_id=row[0]),
+            ),
         )
-    return summaries
+        for row in rows
+    ]
 
 
 def owned_project(user, project_id) -> Project:
@@ -193,11 +199,11 @@ def owned_project(user, project_id) -> Project:
 def just_created(project: Project) -> Project:
     """The project projects.services.do_create_project returned, annotated like the list's
     entries from the sandbox and database it carries: no query."""
-    project.sandbox = ResourceSummary(**{column: getattr(project.sandbox, column) for column in _SANDBOX_COLUMNS})
-    project.database = ResourceSummary(**{column: getattr(project.database, column) for column in _DATABASE_COLUMNS})
-    project.allowed_actions = sorted(allowed_actions(project.status, [project.sandbox.status, project.database.status]))
-    project.public_url = project.sandbox.public_url
-    return project
+    return _annotate(
+        project,
+        ResourceSummary(**{column: getattr(project.sandbox, column) for column in _SANDBOX_COLUMNS}),
+        ResourceSummary(**{column: getattr(project.database, column) for column in _DATABASE_COLUMNS}),
+    )
 
 
 def with_resources(project: Project) -> Project:

@@ -30,19 +30,12 @@ def _environment_changed(project_ids) -> None:
     ).exclude(pk__in=updating_ids)
     other_ids = list(others.values_list("pk", flat=True))
     others.update(next_check_at=now)
-    if updating_ids:
-        from projects.services import refresh_project_status
+    from projects.services import queue_after_commit, refresh_project_status
 
+    if updating_ids:
         for project_id in set(Sandbox.objects.filter(pk__in=updating_ids).values_list("project_id", flat=True)):
             refresh_project_status(project_id)
-
-    def queue():
-        from sandboxes.tasks import reconcile_sandbox
-
-        for sandbox_id in updating_ids + other_ids:
-            reconcile_sandbox.delay(sandbox_id)
-
-    transaction.on_commit(queue)
+    queue_after_commit(sandbox_ids=updating_ids + other_ids)
 
 
 def environment_changed_for_user(user_id: int) -> None:

@@ -1,14 +1,14 @@
 """The Sealos sign-in page in headless Chromium, framed by a stand-in Sealos desktop that answers the
 page's session request over postMessage as the real desktop does."""
 
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import jwt
 import pytest
 from django.contrib.auth import get_user_model
 
+from fullstackagent.testing.http import LocalHTTPServer
 from identities.models import IdentityProvider, UserIdentity
 
 SECRET = "sealos-jwt-secret-for-tests-0123456789"
@@ -45,9 +45,17 @@ window.addEventListener("message", function (event) {{
 </script>""".encode()
 
 
-class Desktop:
+class Desktop(LocalHTTPServer):
+    """Serves the stand-in desktop page."""
+
+    thread_name = "fake-sealos-desktop"
+
     def __init__(self, page: bytes):
-        body = page
+        self.page = page
+        super().__init__()
+
+    def _handler_class(self):
+        body = self.page
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):
@@ -60,22 +68,13 @@ class Desktop:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        return Handler
 
     @property
     def origin(self):
         # Same site as the live server (localhost), as a Sealos desktop and its apps share a
         # domain: the session cookie (SameSite=Lax) is then sent inside the frame.
-        return f"http://localhost:{self.server.server_address[1]}"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        return self.url.replace("127.0.0.1", "localhost")
 
 
 def session_token(**changes):
