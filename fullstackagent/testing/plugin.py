@@ -42,6 +42,9 @@ def _prepare_environment() -> None:
         os.environ["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
     os.environ.setdefault("LOCAL_SANDBOX_ROOT", str(scratch / "sandboxes"))
     os.environ.setdefault("RECONCILE_INTERVAL_SECONDS", "1")
+    # PBKDF2's million iterations cost 0.8 s per password on a 2-core machine, and the suite makes
+    # hundreds of users. Through the environment so the daphne and Celery processes it starts agree.
+    os.environ.setdefault("PASSWORD_HASHERS", "django.contrib.auth.hashers.MD5PasswordHasher")
 
 
 def pytest_unconfigure(config):
