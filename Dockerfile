@@ -7,8 +7,10 @@
 # --- front-end packages (xterm.js, htmx) exactly as package-lock.json pins them -----------------
 FROM node:22-bookworm-slim AS assets
 WORKDIR /build
-COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund
+COPY package.json package-lock.json .npmrc ./
+# --omit=optional: the Claude Code CLI's native binary (an optional dependency) is for local
+# sandboxes; the platform image serves only the front-end packages.
+RUN npm ci --no-audit --no-fund --omit=optional
 
 # --- the platform -------------------------------------------------------------------------------
 FROM python:3.11-slim

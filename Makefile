@@ -16,11 +16,13 @@ node_modules/.package-lock.json: package.json package-lock.json
 
 install: $(VENV)/.installed node_modules/.package-lock.json
 
-# tmux (terminals that survive a disconnect) and Chromium (browser tests), from Debian's packages.
+# tmux (terminals that survive a disconnect), bubblewrap (sandbox isolation) and, for the tests,
+# Chromium, from Debian's packages.
 system-deps:
-	@./scripts/install-system-deps.sh
+	@./scripts/install-system-deps.sh test
 
 run: install
+	@./scripts/install-system-deps.sh run
 	$(PY) -m fullstackagent.launcher
 
 test: install system-deps

@@ -264,15 +264,31 @@ class EmbeddedRedis:
         _write_private(self.port_file, str(port))
         return port
 
+    @property
+    def password_file(self) -> Path:
+        return self.root / "password"
+
+    def password(self) -> str:
+        if not self.password_file.exists():
+            _write_private(self.password_file, secrets.token_urlsafe(24))
+        return self.password_file.read_text().strip()
+
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port()}/0"
+        return f"redis://:{self.password()}@127.0.0.1:{self.port()}/0"
 
     def ensure_running(self) -> str:
         with _state_lock("redis"):
             self.root.mkdir(parents=True, exist_ok=True)
             port = self.port()
+            if port_open(port) and not self.password_file.exists():
+                # Started by a version that set no password: local sandboxes share the host's network,
+                # so restart it with one.
+                self.stop()
+                deadline = time.monotonic() + 10
+                while port_open(port) and time.monotonic() < deadline:
+                    time.sleep(0.05)
             if not port_open(port):
-                start_redis(self.root, port, daemonize=True)
+                start_redis(self.root, port, daemonize=True, password=self.password())
             return self.url()
 
     def running_now(self) -> bool:
@@ -284,11 +300,16 @@ class EmbeddedRedis:
                 os.kill(int(self.pid_file.read_text()), signal.SIGTERM)
 
 
-def start_redis(root: Path, port: int, *, daemonize: bool) -> subprocess.Popen | None:
-    """Starts a real redis-server bound to 127.0.0.1:port, persisting into ``root``."""
+def start_redis(root: Path, port: int, *, daemonize: bool, password: str | None = None) -> subprocess.Popen | None:
+    """Starts a real redis-server bound to 127.0.0.1:port, persisting into ``root``. With a
+    password, every client must AUTH: local sandboxes share the host's network and reach the port."""
     root.mkdir(parents=True, exist_ok=True)
+    configuration = root / "redis.conf"
+    # In a private file rather than on the command line, where `ps` would show it.
+    _write_private(configuration, f"requirepass {password}\n" if password else "")
     command = [
         str(redis_server_binary()),
+        str(configuration),
         "--bind", "127.0.0.1",
         "--port", str(port),
         "--dir", str(root),

@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     redis_was_running = embedded.redis().running_now()
     environment.update(embedded.ensure_services())
     environment.setdefault("DJANGO_SETTINGS_MODULE", "fullstackagent.settings")
+    environment.setdefault("PUBLIC_URL", f"http://{args.host}:{args.port}")
     python = sys.executable
     subprocess.run([python, "manage.py", "migrate", "--no-input"], env=environment, cwd=embedded.PROJECT_ROOT, check=True)
 

@@ -56,6 +56,9 @@ if not FIELD_ENCRYPTION_KEYS:
         _key_file.chmod(0o600)
     FIELD_ENCRYPTION_KEYS = [_key_file.read_text().strip()]
 
+# The platform's address as users open it (e.g. https://agent.example.com), for links that leave a
+# page: the sandbox's welcome links to the settings. `make run` sets it to the address it serves.
+PUBLIC_URL = (env_str("PUBLIC_URL") or "").rstrip("/")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
@@ -145,9 +148,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 
 def _embedded_redis_url() -> str:
-    port_file = STATE_DIR / "redis" / "port"
+    """The embedded Redis's URL, password included (fullstackagent.embedded writes both files)."""
+    port_file, password_file = STATE_DIR / "redis" / "port", STATE_DIR / "redis" / "password"
     port = port_file.read_text().strip() if port_file.exists() else "6379"
-    return f"redis://127.0.0.1:{port}/0"
+    password = password_file.read_text().strip() if password_file.exists() else ""
+    return f"redis://:{password}@127.0.0.1:{port}/0" if password else f"redis://127.0.0.1:{port}/0"
 
 
 REDIS_URL = env_str("REDIS_URL") or _embedded_redis_url()
@@ -194,10 +199,13 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-# Front-end packages installed by npm (package.json); served as /static/vendor/<package>/...
+# Front-end packages installed by npm (package.json); served as /static/vendor/<package>/... Only
+# these: node_modules also holds the Claude Code CLI for local sandboxes, which is no static file.
 NODE_MODULES_DIR = BASE_DIR / "node_modules"
-if NODE_MODULES_DIR.exists():
-    STATICFILES_DIRS.append(("vendor", NODE_MODULES_DIR))
+FRONTEND_PACKAGES = ("@xterm", "htmx.org")
+for _package in FRONTEND_PACKAGES:
+    if (NODE_MODULES_DIR / _package).exists():
+        STATICFILES_DIRS.append((f"vendor/{_package}", NODE_MODULES_DIR / _package))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -276,6 +284,19 @@ RECONCILE_SCAN_BATCH = env_int("RECONCILE_SCAN_BATCH", 500, minimum=1)
 LOCAL_SANDBOX_ROOT = Path(env_str("LOCAL_SANDBOX_ROOT") or STATE_DIR / "sandboxes").resolve()
 LOCAL_DATABASE_ADMIN_URL = env_str("LOCAL_DATABASE_ADMIN_URL") or DATABASE_URL
 TTYD_BINARY = env_str("TTYD_BINARY", "")
+# Local sandboxes run in bubblewrap namespaces as uid LOCAL_SANDBOX_UID_BASE + sandbox id, with
+# cgroup limits (sandboxes/backends/isolation.py). `off`: unisolated, as the platform's own user; for
+# one developer on their own machine only.
+LOCAL_SANDBOX_ISOLATION = env_choice("LOCAL_SANDBOX_ISOLATION", "bubblewrap", ("bubblewrap", "off"))
+LOCAL_SANDBOX_UID_BASE = env_int("LOCAL_SANDBOX_UID_BASE", 200_000, minimum=1000, maximum=2**31 - 2**24)
+# The pod's limits (sandboxes/kubernetes/manifests.py): 4 GiB, 2 CPUs.
+LOCAL_SANDBOX_MEMORY_MB = env_int("LOCAL_SANDBOX_MEMORY_MB", 4096, minimum=64)
+LOCAL_SANDBOX_CPUS = env_float("LOCAL_SANDBOX_CPUS", 2.0, minimum=0.1)
+LOCAL_SANDBOX_MAX_PROCESSES = env_int("LOCAL_SANDBOX_MAX_PROCESSES", 1024, minimum=16)
+LOCAL_SANDBOX_TMP_MB = env_int("LOCAL_SANDBOX_TMP_MB", 1024, minimum=16)
+# The Claude Code CLI given to local sandboxes; default: the native binary npm installed for
+# package.json's @anthropic-ai/claude-code.
+CLAUDE_CODE_BINARY = env_str("CLAUDE_CODE_BINARY", "")
 
 # Kubernetes backend.
 KUBERNETES_INGRESS_DOMAIN = env_str("KUBERNETES_INGRESS_DOMAIN", "")

@@ -82,6 +82,15 @@ if home_is_empty; then
 fi
 mkdir -p "$workdir" "$FULLSTACKAGENT_RUN_DIR"
 
+# Claude Code's first run asks for a theme and whether to trust the folder before
+# it takes a task. The sandbox is the user's own workspace, made for the agent:
+# answer both once, in a home that has no Claude Code settings yet. The user can
+# change either in Claude Code later.
+if [ ! -e "$HOME/.claude.json" ]; then
+    printf '{"hasCompletedOnboarding": true, "theme": "dark", "projects": {"%s": {"hasTrustDialogAccepted": true}}}\n' \
+        "$workdir" >"$HOME/.claude.json"
+fi
+
 # This script runs once per container life, so clearing the marker here is what
 # makes "Claude Code starts in the first terminal" hold after `docker restart` too,
 # where /tmp survives.

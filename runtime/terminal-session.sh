@@ -5,7 +5,8 @@
 #
 # Attaches to the tmux session SESSION (default `main`), creating it when needed,
 # so a reconnect returns to the same shell and scrollback. The first terminal of
-# the container's life starts Claude Code instead of a bare shell.
+# the container's life starts Claude Code instead of a bare shell, or, when no
+# Anthropic key is configured, a welcome that says how to get it.
 set -eu
 
 tmux_bin=${TMUX_BIN:-tmux}
@@ -44,13 +45,17 @@ if [ "${#session}" -gt 32 ]; then
     refuse "session names are 1 to 32 of A-Z a-z 0-9 _ -"
 fi
 
-# True for exactly one terminal per container life, and only when Claude Code can
-# run. noclobber turns `>` into an exclusive create, so of two terminals opened
-# at the same moment one wins; the entrypoint removes the marker at start.
-claim_agent_start() {
-    command -v "$claude_bin" >/dev/null 2>&1 || return 1
-    [ -n "${ANTHROPIC_AUTH_TOKEN:-}${ANTHROPIC_API_KEY:-}" ] || return 1
+# True for exactly one terminal per container life. noclobber turns `>` into an
+# exclusive create, so of two terminals opened at the same moment one wins; the
+# entrypoint removes the marker at start.
+claim_first_terminal() {
     (set -C && : >"$marker") 2>/dev/null
+}
+
+# Claude Code can run: it is installed and the user configured a key.
+agent_ready() {
+    command -v "$claude_bin" >/dev/null 2>&1 || return 1
+    [ -n "${ANTHROPIC_AUTH_TOKEN:-}${ANTHROPIC_API_KEY:-}" ]
 }
 
 # Claude Code, then a login shell once it exits, so the tab stays usable.
@@ -59,13 +64,20 @@ claim_agent_start() {
 # ${X:+--flag "$X"} adds the flag only when a prompt is set, as one argument.
 # shellcheck disable=SC2016  # expanded by the inner shell, not this one
 agent_then_shell='"$0" ${FULLSTACKAGENT_SYSTEM_PROMPT:+--append-system-prompt "$FULLSTACKAGENT_SYSTEM_PROMPT"}; exec "$1" -l'
+# Without a key the first terminal says what the sandbox has and how to get the agent.
+# shellcheck disable=SC2016  # expanded by the inner shell, not this one
+welcome_then_shell='/bin/sh "$0"; exec "$1" -l'
+welcome_bin=${WELCOME_BIN:-$(dirname -- "$0")/welcome.sh}
 
 cd "$workdir" 2>/dev/null || cd "$HOME"
 
 if ! command -v "$tmux_bin" >/dev/null 2>&1; then
     # No tmux: a plain shell per connection, gone on disconnect.
-    if claim_agent_start; then
-        exec /bin/sh -c "$agent_then_shell" "$claude_bin" "$user_shell"
+    if claim_first_terminal; then
+        if agent_ready; then
+            exec /bin/sh -c "$agent_then_shell" "$claude_bin" "$user_shell"
+        fi
+        exec /bin/sh -c "$welcome_then_shell" "$welcome_bin" "$user_shell"
     fi
     exec "$user_shell" -l
 fi
@@ -79,8 +91,12 @@ if "$tmux_bin" has-session -t "=$session" 2>/dev/null; then
 fi
 
 set -- new-session -A -s "$session" -c "$workdir"
-if claim_agent_start; then
-    set -- "$@" /bin/sh -c "$agent_then_shell" "$claude_bin" "$user_shell"
+if claim_first_terminal; then
+    if agent_ready; then
+        set -- "$@" /bin/sh -c "$agent_then_shell" "$claude_bin" "$user_shell"
+    else
+        set -- "$@" /bin/sh -c "$welcome_then_shell" "$welcome_bin" "$user_shell"
+    fi
 fi
 # history-limit applies to panes created after it is set, hence one command list
 # with the option first. -A attaches instead if another tab created the session

@@ -23,6 +23,7 @@ RESERVED_KEYS = frozenset(
         "ANTHROPIC_MODEL",
         "ANTHROPIC_SMALL_FAST_MODEL",
         "FULLSTACKAGENT_SYSTEM_PROMPT",
+        "FULLSTACKAGENT_SETTINGS_URL",
         "HOME",
         "PATH",
         "SHELL",
@@ -49,7 +50,10 @@ def build_environment(
     project_variables: dict[str, str],
     database_url: str,
     user_config: dict[str, str],
+    settings_url: str = "",
 ) -> dict[str, str]:
+    """``settings_url``: the platform's Anthropic settings page, which the sandbox's welcome links to
+    (runtime/welcome.sh); empty when the platform's public address is not configured."""
     environment = {key: value for key, value in project_variables.items() if key not in RESERVED_KEYS}
     for config_key, variable in _USER_CONFIG_TO_ENVIRONMENT.items():
         if user_config.get(config_key):
@@ -58,6 +62,8 @@ def build_environment(
         environment[TERMINAL_TOKEN_KEY] = project_variables[TERMINAL_TOKEN_KEY]
     if database_url:
         environment["DATABASE_URL"] = database_url
+    if settings_url:
+        environment["FULLSTACKAGENT_SETTINGS_URL"] = settings_url
     environment["PROJECT_NAME"] = project_name
     environment["PORT"] = APP_PORT
     return environment

@@ -31,6 +31,7 @@ def build_spec(sandbox: Sandbox) -> SandboxSpec:
         project_variables=dict(Environment.objects.filter(project_id=project.pk).values_list("key", "value")),
         database_url=database.connection_url if database else "",
         user_config=user_config,
+        settings_url=f"{settings.PUBLIC_URL}/settings/?tab=anthropic" if settings.PUBLIC_URL else "",
     )
     return SandboxSpec(
         sandbox_id=sandbox.pk,

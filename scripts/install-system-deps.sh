@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests need when they are missing: tmux, and Chromium for the
-# browser tests. Needs root (CI runs as root); otherwise says what to install.
+# Installs the Debian packages the platform needs when they are missing: tmux (terminals that
+# survive a disconnect) and bubblewrap (the local sandboxes' isolation); with `test`, Chromium for
+# the browser tests too. Needs root (CI runs as root); otherwise says what to install.
+#   usage: install-system-deps.sh [run|test]
 set -euo pipefail
 
 missing=()
 command -v tmux >/dev/null 2>&1 || missing+=(tmux)
-command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
+if [ "${1:-test}" = test ]; then
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then

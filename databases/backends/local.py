@@ -2,7 +2,9 @@
 that settings.LOCAL_DATABASE_ADMIN_URL names (by default the platform's own, embedded or not).
 
 - create/start: the role (LOGIN, random password) and the database it owns exist and accept
-  connections; other roles cannot connect (CONNECT revoked from PUBLIC).
+  connections; other roles cannot connect (CONNECT revoked from PUBLIC). The server's shared
+  databases (the platform's own, `postgres`, `template1`) refuse project roles too: a sandbox has
+  its role's password, and local sandboxes share the host's network with the server.
 - stop: the database refuses new connections (ALLOW_CONNECTIONS false) and open ones are ended.
 - delete: the database and the role are dropped.
 Every statement is idempotent or guarded, so a step repeated after a crash converges.
@@ -13,6 +15,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import psycopg
 from django.conf import settings
+from django.db import connection as platform_connection
 from psycopg import errors, sql
 
 from databases.backends.base import DatabaseObservation, DatabasePhase, DatabaseSpec
@@ -25,6 +28,34 @@ def local_identifier(name: str) -> str:
     """`myblog-agentruntime-x7k2p9` → `myblog_agentruntime_x7k2p9`: a role and database name that
     needs no quoting in psql or in a URL."""
     return name.replace("-", "_")
+
+
+# Servers whose shared databases this process has already locked (one check per process and server).
+_locked_servers: set[tuple[str, str]] = set()
+
+
+def lock_shared_databases(connection: psycopg.Connection) -> None:
+    """REVOKE CONNECT ... FROM PUBLIC on the databases of the server that are not a project's: the
+    platform's own (the test database in a test run), `postgres` and `template1`. The platform's own
+    account keeps its access through an explicit grant (an owner or superuser has it anyway)."""
+    platform_database = platform_connection.settings_dict["NAME"]
+    key = (settings.LOCAL_DATABASE_ADMIN_URL, platform_database)
+    if key in _locked_servers:
+        return
+    existing = [
+        row[0]
+        for row in connection.execute(
+            "SELECT datname FROM pg_database WHERE datname = ANY(%s)", [["postgres", "template1", platform_database]]
+        )
+    ]
+    platform_user = platform_connection.settings_dict.get("USER")
+    for name in existing:
+        if name == platform_database and platform_user:
+            connection.execute(
+                sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(name), sql.Identifier(platform_user))
+            )
+        connection.execute(sql.SQL("REVOKE CONNECT ON DATABASE {} FROM PUBLIC").format(sql.Identifier(name)))
+    _locked_servers.add(key)
 
 
 class LocalDatabaseBackend:
@@ -65,6 +96,7 @@ class LocalDatabaseBackend:
         role, database = sql.Identifier(name), sql.Identifier(name)
         try:
             with self._admin() as connection:
+                lock_shared_databases(connection)
                 role_exists, database_exists, _ = self._state(connection, name)
                 if not role_exists:
                     try:

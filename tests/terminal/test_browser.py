@@ -113,7 +113,8 @@ def test_terminal_end_to_end_without_the_token_ever_reaching_the_browser(
         drop_file(page, "greeting.txt", "dropped through the platform\n")
         page.wait_for_function("() => document.getElementById('terminal-upload').dataset.path")
         uploaded = page.get_attribute("#terminal-upload", "data-path")
-        assert uploaded.endswith("/workspace/greeting.txt")
+        # The path as the shell sees it (the sandbox's home), never the host's.
+        assert uploaded == "/home/agent/greeting.txt"
         assert page.evaluate("() => navigator.clipboard.readText()") == uploaded
         type_command(page, "cat greeting.txt")
         wait_for_screen(page, r"^dropped through the platform\s*$")
