@@ -2,6 +2,7 @@
 Celery worker, local backend, real ttyd), a changed key reaches the running sandbox through
 reconciliation, and the key shows up in no page or API response."""
 
+import asyncio
 import json
 import re
 import time
@@ -15,7 +16,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from aiproxy.testing import FakeKeyHub
 from fullstackagent.status import ProjectStatus, ResourceStatus
 from fullstackagent.testing.processes import wait_for
-from fullstackagent.testing.ttyd import run_command
+from fullstackagent.testing.ttyd import open_session, run_command
 from identities.models import ConfigKey
 from identities.services import set_user_config, user_config_map
 from projects import services as project_services
@@ -60,6 +61,21 @@ def wait_until_running(project, timeout=30.0):
 
     wait_for(running, timeout=timeout, message=f"project {project.pk} to run")
     return Sandbox.objects.get(project=project)
+
+
+def agent_starts_in_the_first_terminal(sandbox) -> None:
+    """The first terminal of a sandbox with a key is Claude Code's; opening it leaves the next ones to
+    shells."""
+    upstream = get_sandbox_backend().terminal_upstream(build_spec(sandbox))
+
+    async def go():
+        terminal = await open_session(upstream, session="agent")
+        try:
+            await terminal.expect(r"Claude\s*Code\s*v\d", timeout=30)
+        finally:
+            await terminal.websocket.close()
+
+    asyncio.run(go())
 
 
 def shell_sees(sandbox, session: str) -> str:
@@ -122,6 +138,7 @@ def test_an_aiproxy_key_reaches_the_sandbox_shell_and_no_page(celery_worker, set
     # key's own name, which Claude Code would treat as a direct Anthropic key).
     project = project_services.do_create_project(user, name="Agent Env")
     sandbox = wait_until_running(project)
+    agent_starts_in_the_first_terminal(sandbox)
     assert shell_sees(sandbox, "first") == f"auth=[{FIRST_KEY}] base=[{BASE_URL}] key=[]"
 
     # A changed key reaches the running sandbox through reconciliation (UPDATING, then RUNNING).
@@ -132,6 +149,7 @@ def test_an_aiproxy_key_reaches_the_sandbox_shell_and_no_page(celery_worker, set
         message="the sandbox to be given the new environment",
     )
     sandbox = wait_until_running(project)
+    agent_starts_in_the_first_terminal(sandbox)
     assert shell_sees(sandbox, "second") == f"auth=[{SECOND_KEY}] base=[{BASE_URL}] key=[]"
 
     # Neither key appears in any page or API response the user can open.

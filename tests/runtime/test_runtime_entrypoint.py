@@ -1,5 +1,6 @@
 """runtime/entrypoint.sh: refuses to run without a proper token, seeds a fresh home once."""
 
+import json
 import subprocess
 
 import pytest
@@ -44,6 +45,7 @@ def test_entrypoint_seeds_an_empty_home_with_the_template_and_bashrc(make_sandbo
     seeded = sorted(str(path.relative_to(sandbox.home)) for path in sandbox.home.rglob("*"))
     assert seeded == [
         ".bashrc",
+        ".claude.json",
         ".gitignore",
         ".profile",
         "app",
@@ -57,6 +59,12 @@ def test_entrypoint_seeds_an_empty_home_with_the_template_and_bashrc(make_sandbo
     for name in ["package.json", "next.config.mjs", "app/page.tsx", "app/layout.tsx", ".gitignore"]:
         assert (sandbox.home / name).read_bytes() == (sandbox.runtime / "template" / name).read_bytes()
     assert ". \"$HOME/.bashrc\"" in (sandbox.home / ".profile").read_text()
+    # Claude Code's first-run questions are answered, so the agent takes a task at once.
+    assert json.loads((sandbox.home / ".claude.json").read_text()) == {
+        "hasCompletedOnboarding": True,
+        "theme": "dark",
+        "projects": {str(sandbox.home): {"hasTrustDialogAccepted": True}},
+    }
 
 
 def test_entrypoint_leaves_a_home_with_content_untouched(make_sandbox):
@@ -66,8 +74,19 @@ def test_entrypoint_leaves_a_home_with_content_untouched(make_sandbox):
 
     sandbox.start()
 
-    assert [path.name for path in sandbox.home.iterdir()] == [".bashrc"]
+    # Not seeded: only Claude Code's first-run answers are added, which this home did not have.
+    assert sorted(path.name for path in sandbox.home.iterdir()) == [".bashrc", ".claude.json"]
     assert (sandbox.home / ".bashrc").read_text() == "# mine\n"
+
+
+def test_entrypoint_keeps_the_users_own_claude_code_settings(make_sandbox):
+    sandbox = make_sandbox()
+    sandbox.home.mkdir()
+    (sandbox.home / ".claude.json").write_text('{"theme": "light"}\n')
+
+    sandbox.start()
+
+    assert (sandbox.home / ".claude.json").read_text() == '{"theme": "light"}\n'
 
 
 def test_entrypoint_keeps_the_token_out_of_ttyd_logs(make_sandbox):

@@ -126,10 +126,10 @@ def test_dockerfile_copies_only_files_that_exist():
     copies = [argument.split() for argument in arguments_of("COPY")]
 
     sources = [word for words in copies for word in words[:-1] if not word.startswith("--")]
-    assert sources == ["template/", "bashrc", "entrypoint.sh", "terminal-session.sh"]
+    assert sources == ["template/", "bashrc", "entrypoint.sh", "terminal-session.sh", "welcome.sh"]
     for source in sources:
         assert (RUNTIME / source).exists(), source
-    assert ["--chmod=0755", "entrypoint.sh", "terminal-session.sh", "/opt/fullstackagent/bin/"] in copies
+    assert ["--chmod=0755", "entrypoint.sh", "terminal-session.sh", "welcome.sh", "/opt/fullstackagent/bin/"] in copies
     assert (RUNTIME / "template" / "app" / "page.tsx").is_file()
     assert (RUNTIME / "template" / "app" / "layout.tsx").is_file()
     assert json.loads((RUNTIME / "template" / "package.json").read_text())["dependencies"].keys() == {
@@ -169,3 +169,13 @@ def test_build_script_help_and_unknown_arguments():
     assert helped.stdout.startswith("Usage: runtime/build.sh [--push] [--help]\n")
     assert refused.returncode == 2
     assert refused.stderr.startswith("build.sh: unknown argument --pushh\n")
+
+
+def test_the_image_and_local_sandboxes_run_the_same_claude_code():
+    """runtime/Dockerfile's pin and the version npm installs for local sandboxes (package.json and its
+    lockfile) are one version."""
+    root = RUNTIME.parent
+    [pinned] = [argument.split("=", 1)[1] for argument in arguments_of("ARG") if argument.startswith("CLAUDE_CODE_VERSION=")]
+    assert json.loads((root / "package.json").read_text())["dependencies"]["@anthropic-ai/claude-code"] == pinned
+    lock = json.loads((root / "package-lock.json").read_text())
+    assert lock["packages"]["node_modules/@anthropic-ai/claude-code"]["version"] == pinned

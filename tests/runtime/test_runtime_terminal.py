@@ -147,11 +147,12 @@ def test_claude_code_does_not_start_without_an_anthropic_key(make_sandbox, fake_
     sandbox.start()
 
     terminal = sandbox.terminal()
+    # Instead of the agent, the first terminal says where to set the key, then gives a shell.
+    terminal.read_until("Settings -> Anthropic")
     terminal.type("echo $((6*7))\r")
     terminal.read_until(ANSWER)
 
     assert invocations() == []
-    assert not (sandbox.run_dir / "fullstackagent-claude-started").exists()
     terminal.close()
 
 

@@ -161,7 +161,7 @@ def test_a_sandbox_whose_process_died_is_restarted(start_celery_worker, user, wa
     wait_for_status(project, ProjectStatus.RUNNING)
     sandbox = Sandbox.objects.get(project=project)
     old_pid = _ttyd_processes(sandbox.name)[0]
-    os.killpg(old_pid, signal.SIGKILL)
+    os.kill(old_pid, signal.SIGKILL)
 
     def restarted():
         pids = _ttyd_processes(sandbox.name)

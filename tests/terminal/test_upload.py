@@ -1,14 +1,18 @@
 """Uploads dropped onto the terminal (sandboxes.views.terminal_upload): chunked, resumable, landing in
 the shell's current directory, refusing any path that leaves the workspace with nothing written."""
 
+import io
 from urllib.parse import quote
 
 import pytest
 from django.test import Client
 
+from fullstackagent.errors import PermanentError
 from fullstackagent.status import ResourceStatus
 from sandboxes import terminal
+from sandboxes.backends import get_sandbox_backend
 from sandboxes.models import Sandbox
+from sandboxes.reconcile import build_spec
 from tests.terminal.conftest import shell, workspace
 
 UPLOAD_ID = "0123456789abcdef"
@@ -54,7 +58,8 @@ def test_upload_in_chunks_lands_in_the_shells_current_directory(running_project,
     assert [response.status_code for response in responses] == [200, 200, 200, 200]
     assert [response.json()["received"] for response in responses] == [4, 8, 12, 15]
     assert [response.json()["complete"] for response in responses] == [False, False, False, True]
-    assert responses[-1].json()["path"] == str(target)
+    # The path as the shell sees it (the sandbox's home), never the host's.
+    assert responses[-1].json()["path"] == "/home/agent/src/app/notes.txt"
     assert target.read_bytes() == content
     assert list(terminal.upload_staging_dir(running_project.user_id, running_project.pk).iterdir()) == []
 
@@ -95,14 +100,26 @@ def test_names_that_leave_the_directory_are_refused_and_nothing_is_written(runni
     assert not (workspace(running_project).parent / "escape.txt").exists()
 
 
-def test_a_current_directory_behind_a_symlink_out_of_the_workspace_is_refused(running_project, owner_client, tmp_path):
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    shell(running_project, f"ln -s {outside} out && cd out && echo inside-$((1+1))", "inside-2")
+def test_a_current_directory_out_of_the_workspace_is_refused(running_project, owner_client):
+    # The shell can only leave its home for the sandbox's own /tmp (a link there included).
+    shell(running_project, "ln -s /tmp out && cd out && echo inside-$((1+1))", "inside-2")
 
     response = post_chunk(owner_client, running_project, b"bad", name="escape.txt", size=3, offset=0)
 
     assert response.status_code == 400
+    assert not (workspace(running_project) / "escape.txt").exists()
+
+
+def test_a_directory_linked_to_a_host_folder_is_refused(running_project, tmp_path):
+    # A link the sandbox made to a path of the host's: the platform writes as root, never through it.
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shell(running_project, f"ln -s {outside} out && echo linked-$((1+1))", "linked-2")
+    spec = build_spec(Sandbox.objects.get(project=running_project))
+
+    with pytest.raises(PermanentError, match="inside the project's workspace"):
+        get_sandbox_backend().upload_file(spec, "/home/agent/out", "escape.txt", io.BytesIO(b"bad"))
+
     assert list(outside.iterdir()) == []
 
 
