@@ -112,4 +112,37 @@ set -- -p "$port" -W -a -d 1 -w "$workdir" -c "$TTYD_USERNAME:$token"
 if [ -n "${TTYD_INTERFACE:-}" ]; then
     set -- "$@" -i "$TTYD_INTERFACE"
 fi
-exec "$TTYD_BIN" "$@" "$TERMINAL_SESSION_BIN"
+
+# ttyd runs as a child, not exec'd: when it crashes it is started again alone,
+# and the tmux server with the user's shells, the agent and their apps (which
+# daemonised away from ttyd) live on; the browser reconnects into the same
+# session. A ttyd that cannot stay up (5 exits within 5 s of starting, in a row)
+# ends the sandbox with its status, so the platform sees it and backs off.
+# TERM/INT/HUP (stop) end ttyd and then this script.
+ttyd_pid=
+stop_terminal() {
+    [ -n "$ttyd_pid" ] && kill -TERM "$ttyd_pid" 2>/dev/null
+    exit 0
+}
+trap stop_terminal TERM INT HUP
+quick_exits=0
+while :; do
+    started=$(date +%s)
+    "$TTYD_BIN" "$@" "$TERMINAL_SESSION_BIN" &
+    ttyd_pid=$!
+    # wait returns early (status > 128) when a trapped signal arrives; the trap exits.
+    status=0
+    wait "$ttyd_pid" || status=$?
+    if [ $(($(date +%s) - started)) -lt 5 ]; then
+        quick_exits=$((quick_exits + 1))
+    else
+        quick_exits=0
+    fi
+    if [ "$quick_exits" -ge 5 ]; then
+        printf 'entrypoint: ttyd exited %s times in a row right after starting (status %s); giving up\n' \
+            "$quick_exits" "$status" >&2
+        exit "$status"
+    fi
+    printf 'entrypoint: ttyd exited (status %s); starting it again\n' "$status" >&2
+    sleep "$quick_exits"
+done

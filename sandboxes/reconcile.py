@@ -68,9 +68,11 @@ def _towards_running(status: str, observation: SandboxObservation, spec: Sandbox
         return StepResult(ResourceStatus.RUNNING, recheck_in=settings.RECONCILE_DRIFT_CHECK_SECONDS, fields=fields)
     if observation.phase == SandboxPhase.FAILED:
         return StepResult(ResourceStatus.ERROR, last_error=observation.message or "The sandbox failed to start.", fields=fields)
-    # Still booting: CREATING becomes STARTING once something exists.
-    next_status = ResourceStatus.STARTING if status == ResourceStatus.CREATING else status
-    return StepResult(next_status, recheck_in=poll, last_error="", fields=fields)
+    # Still booting: CREATING becomes STARTING once something exists. A RUNNING sandbox whose
+    # terminal stopped answering (its ttyd crashed and is being started again) says so: STARTING.
+    if status in (ResourceStatus.CREATING, ResourceStatus.RUNNING):
+        return StepResult(ResourceStatus.STARTING, recheck_in=poll, last_error="", fields=fields)
+    return StepResult(status, recheck_in=poll, last_error="", fields=fields)
 
 
 def _database_pending(sandbox: Sandbox) -> bool:

@@ -19,6 +19,7 @@ from django.http.request import split_domain_port, validate_host
 from django.utils import timezone
 
 from fullstackagent.errors import BackendError
+from fullstackagent.reconcile import mark_due
 from fullstackagent.status import ResourceStatus
 from projects.models import Project
 from sandboxes.backends import get_sandbox_backend
@@ -145,6 +146,10 @@ def do_finish_terminal(terminal_session_id: int, *, bytes_from_browser: int, byt
         bytes_to_browser=F("bytes_to_browser") + bytes_to_browser,
         close_code=close_code,
     )
+    if close_code == CLOSE_UPSTREAM_GONE:
+        # The relay saw the terminal server go away: the next scan (a few seconds) looks at the
+        # sandbox, rather than the next drift check, so its status does not say RUNNING for long.
+        mark_due(Sandbox.objects.filter(terminal_sessions__pk=terminal_session_id, status=ResourceStatus.RUNNING))
 
 
 # --- uploads -------------------------------------------------------------------------------------

@@ -181,9 +181,19 @@ class Sandbox:
             auth_token=credential(token=auth_token) if auth_token is not None else None,
         )
 
+    def ttyd_pid(self):
+        """The entrypoint's ttyd child (the entrypoint supervises it rather than exec'ing it)."""
+        for pid in children_of(self.process.pid):
+            try:
+                if Path(f"/proc/{pid}/comm").read_text().strip() == "ttyd":
+                    return pid
+            except OSError:
+                continue
+        raise AssertionError("the entrypoint runs no ttyd")
+
     def children(self):
-        """Processes ttyd spawned (the entrypoint exec'd ttyd, so its pid is ttyd's)."""
-        return children_of(self.process.pid)
+        """Processes ttyd spawned."""
+        return children_of(self.ttyd_pid())
 
     def tmux(self, *args):
         env = {"PATH": self.env["PATH"], "TMUX_TMPDIR": str(self.tmux_dir), "HOME": self.env["HOME"]}

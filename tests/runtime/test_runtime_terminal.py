@@ -5,6 +5,9 @@ and shows a clock in its status line; assertions look for text only the command 
 produce, on a line of its own.
 """
 
+import os
+import re
+import signal
 import time
 
 import pytest
@@ -41,7 +44,7 @@ def test_terminal_with_a_wrong_or_missing_auth_token_is_closed_before_any_proces
 ):
     sandbox = make_sandbox()
     sandbox.start()
-    ttyd_pid = sandbox.process.pid  # the entrypoint exec'd ttyd: same pid
+    ttyd_pid = sandbox.ttyd_pid()
     tokens = {"right": sandbox.token, "wrong": "w" * 40, None: None}
     assert sandbox.children() == []
 
@@ -57,7 +60,7 @@ def test_terminal_with_a_wrong_or_missing_auth_token_is_closed_before_any_proces
     good.read_until("demo:")
     assert len(sandbox.children()) == 1
     good.close()
-    assert ttyd_pid == sandbox.process.pid
+    assert ttyd_pid == sandbox.ttyd_pid()  # the same ttyd all along: refusals did not crash it
 
 
 @pytest.mark.parametrize("header_token", [None, "w" * 40])
@@ -175,3 +178,39 @@ def test_terminal_without_tmux_falls_back_to_a_login_shell(make_sandbox, fake_cl
     assert len(sandbox.children()) == 2  # one plain shell per connection
     first.close()
     second.close()
+
+
+def test_a_crashed_ttyd_is_started_again_and_the_tmux_session_lives_on(make_sandbox):
+    sandbox = make_sandbox()
+    sandbox.start()
+    first = sandbox.terminal(session="work")
+    first.read_until("demo:")
+    first.type("KEEP=kept-$((40+2)); sleep 600 & echo bg=$!; echo before-crash\r")
+    background = int(re.search(r"bg=(\d+)", first.read_until(r"(?m)^before-crash\s*$")).group(1))
+    crashed = sandbox.ttyd_pid()
+
+    os.kill(crashed, signal.SIGKILL)
+
+    assert first.wait_closed() is not None
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            if sandbox.ttyd_pid() != crashed:
+                break
+        except AssertionError:  # between the crash and the new ttyd
+            pass
+        time.sleep(0.02)
+    again = None
+    while again is None and time.monotonic() < deadline:
+        try:
+            again = sandbox.terminal(session="work")
+        except OSError:  # the new ttyd is not listening yet
+            time.sleep(0.05)
+    again.read_until(r"(?m)^before-crash\s*$")  # the screen as it was
+    again.type(f"echo $KEEP; kill -0 {background} && echo still-running\r")
+    again.read_until(r"(?m)^still-running\s*$")
+
+    assert "kept-42" in again.screen_text()
+    assert sandbox.process.poll() is None  # the entrypoint lives on
+    assert "ttyd exited (status" in sandbox.log.read_text()
+    again.close()
