@@ -102,10 +102,11 @@ class ProjectDetail(APIView):
 START_MESSAGE = "Project {name} is starting."
 STOP_MESSAGE = "Project {name} is stopping."
 DELETE_MESSAGE = "Project {name} is being deleted."
+RESTART_MESSAGE = "The sandbox of {name} is restarting: its processes end and start again with the current environment."
 
 
 class ProjectAction(APIView):
-    """POST /api/projects/{id}/start|stop|delete → {message, project: {id, status, updatedAt}}."""
+    """POST /api/projects/{id}/start|stop|restart|delete → {message, project: {id, status, updatedAt}}."""
     name = "Project action"
 
     service = None
@@ -128,6 +129,18 @@ class ProjectStop(ProjectAction):
     name = "Stop project"
     service = services.do_stop_project
     message = STOP_MESSAGE
+
+
+@extend_schema_view(post=extend_schema(
+    operation_id="projects_restart",
+    description="Restarts a RUNNING project's sandbox: every process in it (terminals, the agent, the app) "
+    "ends and starts again with the current environment; files in the workspace and the database are kept. "
+    "Environment changes reach new shells without it.",
+))
+class ProjectRestart(ProjectAction):
+    name = "Restart project sandbox"
+    service = services.do_restart_project
+    message = RESTART_MESSAGE
 
 
 @extend_schema_view(post=extend_schema(operation_id="projects_delete"))

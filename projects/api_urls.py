@@ -11,6 +11,7 @@ urlpatterns = [
     path("projects/<int:project_id>/start", api.ProjectStart.as_view(), name="api-project-start"),
     path("projects/<int:project_id>/stop", api.ProjectStop.as_view(), name="api-project-stop"),
     path("projects/<int:project_id>/delete", api.ProjectDelete.as_view(), name="api-project-delete"),
+    path("projects/<int:project_id>/restart", api.ProjectRestart.as_view(), name="api-project-restart"),
     path("projects/<int:project_id>/environment", api.EnvironmentListCreate.as_view(), name="api-environment"),
     path(
         "projects/<int:project_id>/environment/<int:variable_id>",

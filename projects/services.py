@@ -34,11 +34,11 @@ class KubeconfigMissing(Exception):
     code = "KUBECONFIG_MISSING"
 
 
-START, STOP, DELETE = "start", "stop", "delete"
+START, STOP, DELETE, RESTART = "start", "stop", "delete", "restart"
 
 # From the original system's table, kept as data so the UI can offer only what is allowed.
 ALLOWED_ACTIONS = {
-    ProjectStatus.RUNNING: {STOP, DELETE},
+    ProjectStatus.RUNNING: {STOP, DELETE, RESTART},
     ProjectStatus.STOPPED: {START, DELETE},
     ProjectStatus.PARTIAL: {START, STOP, DELETE},
     ProjectStatus.ERROR: {START, STOP, DELETE},
@@ -180,6 +180,24 @@ def do_start_project(project: Project) -> Project:
 @transaction.atomic
 def do_stop_project(project: Project) -> Project:
     return _run_action(project, STOP, ResourceStatus.STOPPING, {ResourceStatus.STOPPED, ResourceStatus.STOPPING})
+
+
+@transaction.atomic
+def do_restart_project(project: Project) -> Project:
+    """RUNNING sandbox → STARTING with a restart asked for: every process in it ends and starts
+    again, with the current environment (a variable change alone reaches new shells only). The
+    workspace and the database are kept."""
+    project, sandboxes, databases = _locked_project(project)
+    check_action(project, RESTART, [r.status for r in sandboxes + databases])
+    now = timezone.now()
+    sandbox_ids = [sandbox.pk for sandbox in sandboxes if sandbox.status == ResourceStatus.RUNNING]
+    Sandbox.objects.filter(pk__in=sandbox_ids).update(
+        status=ResourceStatus.STARTING, restart_requested=True, next_check_at=now, last_error="", attempts=0, updated=now
+    )
+    refresh_project_status(project.pk)
+    queue_after_commit(sandbox_ids, ())
+    project.refresh_from_db()
+    return project
 
 
 @transaction.atomic

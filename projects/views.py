@@ -99,6 +99,7 @@ _ACTIONS = {
     "start": (services.do_start_project, "Project {name} is starting."),
     "stop": (services.do_stop_project, "Project {name} is stopping."),
     "delete": (services.do_delete_project, "Project {name} is being deleted."),
+    "restart": (services.do_restart_project, "The sandbox of {name} is restarting."),
 }
 
 

@@ -96,6 +96,17 @@ fi
 # where /tmp survives.
 rm -f "$FULLSTACKAGENT_RUN_DIR/fullstackagent-claude-started"
 
+# The names of the variables the sandbox starts with (the environment folder's,
+# which the platform keeps equal to them at start): a new shell unsets those that
+# have gone from the folder since (runtime/environment.sh).
+env_dir=${FULLSTACKAGENT_ENV_DIR:-/opt/fullstackagent/env}
+: >"$FULLSTACKAGENT_RUN_DIR/environment-keys"
+if [ -d "$env_dir" ]; then
+    for file in "$env_dir"/*; do
+        if [ -f "$file" ]; then printf '%s\n' "${file##*/}"; fi
+    done >"$FULLSTACKAGENT_RUN_DIR/environment-keys"
+fi
+
 # The token reaches ttyd as `-c user:token` on its command line: ttyd 1.7.7 has no
 # environment variable or file option for the credential (`ttyd --help`). In the
 # image that is acceptable: /proc/<pid>/cmdline is readable only inside the

@@ -16,6 +16,9 @@ class Sandbox(ReconciledResource):
     ttyd_url = models.CharField(max_length=255, blank=True)
     # Checksum of the environment the running sandbox was given; compared with the desired one.
     applied_environment_hash = models.CharField(max_length=64, blank=True)
+    # The user asked to restart it (every process ends; needed for running processes to take a new
+    # environment, which otherwise reaches new shells only). Cleared by the step that restarts it.
+    restart_requested = models.BooleanField(default=False)
 
     class Meta(ReconciledResource.Meta):
         verbose_name_plural = "sandboxes"

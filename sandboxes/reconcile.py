@@ -98,6 +98,11 @@ def step(sandbox: Sandbox) -> StepResult:
     if status == ResourceStatus.CREATING:
         return _towards_running(status, backend.create(spec), spec, poll)
     if status == ResourceStatus.STARTING:
+        if sandbox.restart_requested:
+            # The user's explicit restart: every process ends, the sandbox starts again.
+            result = _towards_running(status, backend.restart(spec), spec, poll)
+            result.fields["restart_requested"] = False
+            return result
         result = _towards_running(status, backend.start(spec), spec, poll)
         if not result.last_error and sandbox.last_error.startswith(DRIFT_NOTE):
             # Keep saying why it restarted, until the user's next start/stop clears it.

@@ -86,7 +86,11 @@ class SandboxBackend(Protocol):
         """Read the actual state; changes nothing."""
 
     def apply_environment(self, spec: SandboxSpec) -> SandboxObservation:
-        """Give the running sandbox ``spec.environment`` (restart/roll as needed), removals included."""
+        """Give the running sandbox ``spec.environment``, removals included, without a restart: new
+        shells read it (runtime/environment.sh); running processes keep theirs until restart()."""
+
+    def restart(self, spec: SandboxSpec) -> SandboxObservation:
+        """End every process and start the sandbox again (a pod roll), keeping its home."""
 
     def terminal_upstream(self, spec: SandboxSpec) -> TerminalUpstream:
         """Where the terminal proxy connects, with the credentials it adds. The proxy appends

@@ -39,6 +39,8 @@ OPT = "/opt/fullstackagent"
 RUNTIME_MOUNT = f"{OPT}/runtime"
 BIN_MOUNT = f"{OPT}/bin"
 POSTGRES_MOUNT = f"{OPT}/postgresql"
+# The project's variables, one file each, which new shells read (runtime/environment.sh).
+ENVIRONMENT_MOUNT = f"{OPT}/env"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CGROUP_PARENT = "fullstackagent"
 # Lower than the default 1024 of the platform's own processes: a busy sandbox yields the CPU to the
@@ -115,10 +117,12 @@ def _passwd_entries() -> tuple[str, str]:
 
 # /etc/profile inside the sandbox. The host's (Debian's) resets PATH for every login shell, and every
 # terminal is one; this keeps the PATH the sandbox started with, as the runtime image (Ubuntu) does.
-PROFILE = """# /etc/profile of a FullstackAgent sandbox: the PATH comes from the sandbox's environment.
-if [ "${PS1-}" ] && [ "${BASH-}" ] && [ "$BASH" != "/bin/sh" ] && [ -f /etc/bash.bashrc ]; then
+PROFILE = f"""# /etc/profile of a FullstackAgent sandbox: the PATH comes from the sandbox's environment.
+if [ "${{PS1-}}" ] && [ "${{BASH-}}" ] && [ "$BASH" != "/bin/sh" ] && [ -f /etc/bash.bashrc ]; then
     . /etc/bash.bashrc
 fi
+# The project's variables as they are now, not as they were when the sandbox started.
+. {RUNTIME_MOUNT}/environment.sh
 if [ -d /etc/profile.d ]; then
     for i in /etc/profile.d/*.sh; do
         if [ -r "$i" ]; then . "$i"; fi
@@ -270,12 +274,12 @@ STAGE = "/tmp"
 
 
 def build_command(
-    *, sandbox_name: str, uid: int, workspace: Path, stage: Path, runtime_dir: Path, ttyd: str,
-    command: list[str], cgroups: list[Path], limits: Limits,
+    *, sandbox_name: str, uid: int, workspace: Path, environment_dir: Path, stage: Path, runtime_dir: Path,
+    ttyd: str, command: list[str], cgroups: list[Path], limits: Limits,
 ) -> IsolatedCommand:
     """The argv (run as root) that stages the mounts, joins the cgroups, drops to ``uid`` and runs
     ``command`` inside bubblewrap. The caller must close() the result after starting it."""
-    staged = [("workspace", str(workspace)), ("runtime", str(runtime_dir)), ("ttyd", ttyd)]
+    staged = [("workspace", str(workspace)), ("env", str(environment_dir)), ("runtime", str(runtime_dir)), ("ttyd", ttyd)]
     claude = claude_binary()
     if claude:
         staged.append(("claude", claude))
@@ -307,6 +311,8 @@ def build_command(
         "--dev", "/dev",
         "--dir", "/home",
         "--bind", f"{STAGE}/workspace", SANDBOX_HOME,
+        # A bind of the folder, not of its files: the platform's later changes show inside.
+        "--ro-bind", f"{STAGE}/env", ENVIRONMENT_MOUNT,
         "--ro-bind", f"{STAGE}/runtime", RUNTIME_MOUNT,
         "--ro-bind", f"{STAGE}/ttyd", f"{BIN_MOUNT}/ttyd",
     ]

@@ -17,6 +17,7 @@ import re
 from typing import BinaryIO
 
 from django.conf import settings
+from django.utils import timezone
 
 from fullstackagent.errors import PermanentError, RetryableError
 from sandboxes.backends.base import SandboxObservation, SandboxPhase, SandboxSpec, TerminalUpstream
@@ -75,36 +76,35 @@ def _status(item: dict) -> dict:
     return item.get("status") or {}
 
 
-def statefulset_phase(statefulset: dict | None, pod: dict | None) -> tuple[SandboxPhase, str, str]:
-    """(phase, message, applied environment hash) from the StatefulSet and its pod (either may
-    be None). Pure, so every rule is tested on plain dicts."""
+def statefulset_phase(statefulset: dict | None, pod: dict | None) -> tuple[SandboxPhase, str]:
+    """(phase, message) from the StatefulSet and its pod (either may be None). Pure, so every rule
+    is tested on plain dicts."""
     if statefulset is None:
-        return SandboxPhase.MISSING, "", ""
+        return SandboxPhase.MISSING, ""
     metadata = statefulset.get("metadata") or {}
     spec = statefulset.get("spec") or {}
     status = _status(statefulset)
     if metadata.get("deletionTimestamp"):
-        return SandboxPhase.STOPPING, "The sandbox is being deleted.", ""
+        return SandboxPhase.STOPPING, "The sandbox is being deleted."
     desired = spec.get("replicas", 1)
     if status.get("observedGeneration", 0) < metadata.get("generation", 1):
         waiting = "Waiting for the cluster to act on the latest change."
-        return (SandboxPhase.STARTING if desired else SandboxPhase.STOPPING), waiting, ""
+        return (SandboxPhase.STARTING if desired else SandboxPhase.STOPPING), waiting
     current = status.get("replicas", 0)
     if desired == 0:
         if current == 0:
-            return SandboxPhase.STOPPED, "", ""
-        return SandboxPhase.STOPPING, "Waiting for the sandbox's pod to stop.", ""
+            return SandboxPhase.STOPPED, ""
+        return SandboxPhase.STOPPING, "Waiting for the sandbox's pod to stop."
     failure = pod_failure(pod)
     if failure:
-        return SandboxPhase.FAILED, failure, ""
+        return SandboxPhase.FAILED, failure
     ready = status.get("readyReplicas", 0)
     updated = status.get("updatedReplicas", 0)
     # A rollout is complete when the controller moved currentRevision to updateRevision.
     rolled_out = status.get("currentRevision") == status.get("updateRevision")
     if current == desired and ready == desired and updated == desired and rolled_out:
-        annotations = ((spec.get("template") or {}).get("metadata") or {}).get("annotations") or {}
-        return SandboxPhase.RUNNING, "", annotations.get(manifests.ENV_CHECKSUM_ANNOTATION, "")
-    return SandboxPhase.STARTING, pod_waiting_message(pod) or f"{ready} of {desired} pods ready.", ""
+        return SandboxPhase.RUNNING, ""
+    return SandboxPhase.STARTING, pod_waiting_message(pod) or f"{ready} of {desired} pods ready."
 
 
 def pod_failure(pod: dict | None) -> str:
@@ -171,15 +171,14 @@ class KubernetesSandboxBackend:
         that reads it."""
         labels = manifests.sandbox_labels(spec.name, spec.project_k8s_name)
         secret = manifests.environment_secret(
-            name=spec.name, namespace=namespace, labels=labels, environment=spec.environment
-        )
-        statefulset = manifests.stateful_set(
             name=spec.name,
             namespace=namespace,
             labels=labels,
-            image=settings.KUBERNETES_RUNTIME_IMAGE,
+            environment=spec.environment,
             environment_hash=spec.environment_hash,
-            replicas=replicas,
+        )
+        statefulset = manifests.stateful_set(
+            name=spec.name, namespace=namespace, labels=labels, image=settings.KUBERNETES_RUNTIME_IMAGE, replicas=replicas
         )
         service = manifests.service(name=spec.name, namespace=namespace, labels=labels)
         ingresses = [
@@ -227,9 +226,8 @@ class KubernetesSandboxBackend:
             existing, created = access.create(SECRET, manifest, namespace)
             if created:
                 return existing
-        if (existing.get("data") or {}) == manifest["data"] and manifests.contains(
-            existing.get("metadata"), {"labels": manifest["metadata"]["labels"]}
-        ):
+        wanted_metadata = {key: manifest["metadata"][key] for key in ("labels", "annotations")}
+        if (existing.get("data") or {}) == manifest["data"] and manifests.contains(existing.get("metadata"), wanted_metadata):
             return existing
         # The resourceVersion turns a concurrent writer's change into a 409 (retried) rather
         # than a lost update.
@@ -242,26 +240,34 @@ class KubernetesSandboxBackend:
     def _ensure_all(self, spec: SandboxSpec, *, read_first: bool) -> SandboxObservation:
         access, namespace = self._access(spec)
         state = self._host_labels(spec, access, namespace)
-        statefulset = None
+        statefulset = secret = None
         for resource, manifest in self._wanted(spec, namespace, state, replicas=1, domain=self._domain(access)):
             if resource is SECRET:
-                self._ensure_secret(access, manifest, namespace, read_first=read_first)
+                secret = self._ensure_secret(access, manifest, namespace, read_first=read_first)
                 continue
             item = access.ensure(
                 resource, manifest, namespace, mutable=self._mutable(resource, manifest), read_first=read_first
             )
             if resource is STATEFUL_SET:
                 statefulset = item
-        return self._observation(spec, access, namespace, state, statefulset)
+        return self._observation(spec, access, namespace, state, statefulset, secret=secret)
 
     # --- observing -----------------------------------------------------------------------------
 
-    def _observation(self, spec, access, namespace, state, statefulset) -> SandboxObservation:
-        phase, message, applied = statefulset_phase(statefulset, None)
+    def _observation(self, spec, access, namespace, state, statefulset, *, secret=None) -> SandboxObservation:
+        phase, message = statefulset_phase(statefulset, None)
         if phase == SandboxPhase.STARTING and statefulset is not None:
             # Only the pod says why it does not come up (image pull, crash loop, scheduling).
             pod = access.read(POD, manifests.pod_name(spec.name), namespace)
-            phase, message, applied = statefulset_phase(statefulset, pod)
+            phase, message = statefulset_phase(statefulset, pod)
+        applied = ""
+        if phase == SandboxPhase.RUNNING:
+            # The running pod has the environment its Secret holds: new shells read the mounted
+            # Secret, which the kubelet refreshes within its sync period.
+            if secret is None:
+                secret = access.read(SECRET, manifests.env_secret_name(spec.name), namespace)
+            annotations = ((secret or {}).get("metadata") or {}).get("annotations") or {}
+            applied = annotations.get(manifests.ENV_CHECKSUM_ANNOTATION, "")
         domain = self._domain(access)
         app_label = state.get("app_host_label")
         return SandboxObservation(
@@ -302,9 +308,19 @@ class KubernetesSandboxBackend:
         return self._observation(spec, access, namespace, dict(spec.runtime_state), statefulset)
 
     def apply_environment(self, spec: SandboxSpec) -> SandboxObservation:
-        """New Secret first, then the template's checksum: the rolled pod reads the new Secret.
+        """Writes the new Secret; the pod is not rolled (new shells read the mounted Secret).
         Converging the whole StatefulSet also brings back replicas 1 if it was scaled by hand."""
         return self._ensure_all(spec, read_first=True)
+
+    def restart(self, spec: SandboxSpec) -> SandboxObservation:
+        """Rolls the pod, as `kubectl rollout restart` does: a new template annotation. The home
+        volume stays; the new pod starts with the current Secret."""
+        self._ensure_all(spec, read_first=True)
+        access, namespace = self._access(spec)
+        restarted_at = timezone.now().isoformat(timespec="seconds")
+        patch = {"spec": {"template": {"metadata": {"annotations": {manifests.RESTARTED_AT_ANNOTATION: restarted_at}}}}}
+        statefulset = access.patch(STATEFUL_SET, spec.name, patch, namespace)
+        return self._observation(spec, access, namespace, dict(spec.runtime_state), statefulset)
 
     def delete(self, spec: SandboxSpec) -> SandboxObservation:
         """Asks for every object to go (404 = already gone), then reports MISSING only when none

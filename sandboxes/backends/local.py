@@ -7,7 +7,9 @@ is the sandbox's):
                         sandbox it is /home/agent, owned by the sandbox's own host uid
     run/sandbox.pid     the process started for the sandbox (bubblewrap, or the entrypoint itself)
     run/port            the port ttyd listens on
-    run/environment     sha256 of the environment the process was started with
+    run/environment     sha256 of the environment the sandbox has (started with, or written since)
+    run/env/            the environment, one file per variable (not the terminal token), which new
+                        shells read (runtime/environment.sh): a change reaches them without a restart
     run/ttyd.log        ttyd's and the entrypoint's output (the token is never written: see entrypoint)
 
 By default every sandbox runs isolated in bubblewrap namespaces as an unprivileged uid of its own,
@@ -145,6 +147,9 @@ class LocalSandboxBackend:
     def run_dir(self, spec: SandboxSpec) -> Path:
         return self.root(spec) / "run"
 
+    def environment_dir(self, spec: SandboxSpec) -> Path:
+        return self.run_dir(spec) / "env"
+
     def home(self, spec: SandboxSpec) -> str:
         """The workspace as the sandbox's own processes see it."""
         return isolation.SANDBOX_HOME if isolation.enabled() else str(self.workspace(spec))
@@ -251,7 +256,10 @@ class LocalSandboxBackend:
                 SANDBOX_MARK: spec.name,
             }
         )
-        if not isolated:
+        if isolated:
+            environment["FULLSTACKAGENT_ENV_DIR"] = isolation.ENVIRONMENT_MOUNT
+        else:
+            environment["FULLSTACKAGENT_ENV_DIR"] = str(self.environment_dir(spec))
             # Shared /tmp: the sandbox's own tmux server and markers under its run folder.
             environment["FULLSTACKAGENT_RUN_DIR"] = str(self.run_dir(spec))
             environment["TMUX_TMPDIR"] = str(self.run_dir(spec))
@@ -292,6 +300,7 @@ class LocalSandboxBackend:
             sandbox_name=spec.name,
             uid=isolation.host_uid(spec.sandbox_id),
             workspace=self.workspace(spec),
+            environment_dir=self.environment_dir(spec),
             stage=self.run_dir(spec) / "stage",
             runtime_dir=RUNTIME_DIR,
             ttyd=ttyd_binary(),
@@ -311,6 +320,7 @@ class LocalSandboxBackend:
             self._end_processes(spec)
         run_dir = self.run_dir(spec)
         self._prepare_workspace(spec)
+        self._write_environment(spec)
         port = _free_port()
         argv, isolated = self._command(spec)
         log = open(run_dir / "ttyd.log", "ab")
@@ -334,7 +344,6 @@ class LocalSandboxBackend:
                 isolated.close()
         (run_dir / "sandbox.pid").write_text(str(process.pid))
         (run_dir / "port").write_text(str(port))
-        (run_dir / "environment").write_text(spec.environment_hash)
         deadline = time.monotonic() + START_WAIT_SECONDS
         while time.monotonic() < deadline:
             if process.poll() is not None:
@@ -405,9 +414,43 @@ class LocalSandboxBackend:
             shutil.rmtree(self.root(spec), ignore_errors=True)
         return self.observe(spec)
 
+    def _write_environment(self, spec: SandboxSpec) -> None:
+        """The environment folder new shells read, then its hash. One file per variable, each
+        replaced by a rename, so a shell starting meanwhile reads old or new values, never half."""
+        folder = self.environment_dir(spec)
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o755)  # the sandbox's uid reads it through its bind; the parents stay root's
+        wanted = {key: value for key, value in spec.environment.items() if key != TERMINAL_TOKEN_KEY}
+        for entry in folder.iterdir():
+            if entry.name not in wanted:
+                entry.unlink()
+        for key, value in wanted.items():
+            target = folder / key
+            try:
+                if target.read_text() == value:
+                    continue
+            except FileNotFoundError:
+                pass
+            partial = folder / f".{key}.new"
+            partial.write_text(value)
+            partial.chmod(0o644)
+            os.replace(partial, target)
+        (self.run_dir(spec) / "environment").write_text(spec.environment_hash)
+
     def apply_environment(self, spec: SandboxSpec) -> SandboxObservation:
-        """Environment changes restart the sandbox, as a rolled pod would: every process gets the
-        new environment, removed variables included. The workspace stays."""
+        """A changed environment reaches new shells and tmux windows of the running sandbox (they read
+        the environment folder), while open terminals and running processes go on; restart() gives
+        it to those too. Unisolated sandboxes read the host's own /etc/profile, so they restart."""
+        if not isolation.enabled():
+            return self.restart(spec)
+        if self._pid(spec) is None:
+            return self._launch(spec)
+        self._write_environment(spec)
+        return self.observe(spec)
+
+    def restart(self, spec: SandboxSpec) -> SandboxObservation:
+        """Every process ends and the sandbox starts again with the current environment; the
+        workspace stays."""
         self._end_processes(spec)
         return self._launch(spec)
 

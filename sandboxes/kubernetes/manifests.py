@@ -1,12 +1,13 @@
 """The Kubernetes objects of one sandbox and one database, as plain dicts (pure functions).
 
 Objects per sandbox `<name>` (original-system.md "Kubernetes objects per sandbox", improved):
-- Secret `<name>-env`: the whole environment; the pod reads it through envFrom, so no value is
-  ever a literal in a pod spec (fault 4).
-- StatefulSet `<name>`: one pod, home on a 10Gi claim `home-<name>-0`; the template's annotation
-  `fullstackagent.io/env-checksum` is the environment hash, so any change, removals included,
-  rolls the pod (fault 7); a readiness probe on the terminal port, so "ready" means the terminal
-  answers (fault 9).
+- Secret `<name>-env`: the whole environment; the pod reads it through envFrom at start and, as a
+  volume the kubelet refreshes, in every new shell, so no value is ever a literal in a pod spec
+  (fault 4) and a change, removals included (fault 7), reaches new shells without a pod roll. Its
+  annotation `fullstackagent.io/env-checksum` says which environment it holds.
+- StatefulSet `<name>`: one pod, home on a 10Gi claim `home-<name>-0`; a readiness probe on the
+  terminal port, so "ready" means the terminal answers (fault 9); the explicit restart sets
+  `kubectl.kubernetes.io/restartedAt` on the template, which rolls the pod.
 - Service `<name>-service` (3000, 7681); Ingresses `<name>-app` and `<name>-ttyd` on random host
   labels under the ingress domain, with websocket-friendly timeouts.
 
@@ -23,6 +24,10 @@ from typing import Mapping
 # --- names and labels --------------------------------------------------------------------------
 
 ENV_CHECKSUM_ANNOTATION = "fullstackagent.io/env-checksum"
+# What `kubectl rollout restart` sets: a new value rolls the pod (the explicit restart).
+RESTARTED_AT_ANNOTATION = "kubectl.kubernetes.io/restartedAt"
+ENV_VOLUME = "environment"
+ENV_MOUNT_PATH = "/opt/fullstackagent/env"  # runtime/environment.sh reads it
 PROJECT_LABEL = "project.fullstackagent.io/name"
 DEPLOY_MANAGER_LABEL = "cloud.sealos.io/app-deploy-manager"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "fullstackagent"}
@@ -97,11 +102,21 @@ def new_host_label() -> str:
 # --- sandbox -------------------------------------------------------------------------------------
 
 
-def environment_secret(*, name: str, namespace: str, labels: dict, environment: Mapping[str, str]) -> dict:
+def environment_secret(
+    *, name: str, namespace: str, labels: dict, environment: Mapping[str, str], environment_hash: str
+) -> dict:
+    """The sandbox's environment: read at start (envFrom) and, mounted as a volume the kubelet
+    refreshes, by every new shell (runtime/environment.sh). Its annotation says which environment it
+    holds: a change is applied when the Secret is written, with no pod roll."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": env_secret_name(name), "namespace": namespace, "labels": labels},
+        "metadata": {
+            "name": env_secret_name(name),
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": {ENV_CHECKSUM_ANNOTATION: environment_hash},
+        },
         "type": "Opaque",
         "data": {key: base64.b64encode(value.encode()).decode() for key, value in sorted(environment.items())},
     }
@@ -117,9 +132,7 @@ def _sandbox_security_context() -> dict:
     }
 
 
-def stateful_set(
-    *, name: str, namespace: str, labels: dict, image: str, environment_hash: str, replicas: int
-) -> dict:
+def stateful_set(*, name: str, namespace: str, labels: dict, image: str, replicas: int) -> dict:
     env_from = [{"secretRef": {"name": env_secret_name(name)}}]
     home_mount = [{"name": HOME_VOLUME, "mountPath": HOME}]
     return {
@@ -146,7 +159,9 @@ def stateful_set(
             # Deleting the StatefulSet deletes the home claim; scaling to 0 (stop) keeps it.
             "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Retain"},
             "template": {
-                "metadata": {"labels": labels, "annotations": {ENV_CHECKSUM_ANNOTATION: environment_hash}},
+                # No checksum of the environment here: changing it must not roll the pod (the
+                # mounted Secret brings it to new shells). restart() adds RESTARTED_AT_ANNOTATION.
+                "metadata": {"labels": labels},
                 "spec": {
                     "automountServiceAccountToken": False,
                     # Service links would put every Service of the namespace into the environment.
@@ -199,8 +214,16 @@ def stateful_set(
                                 # stores them, so a re-read never looks like drift.
                                 "limits": {"cpu": "2", "memory": "4Gi"},
                             },
-                            "volumeMounts": home_mount,
+                            "volumeMounts": home_mount
+                            + [{"name": ENV_VOLUME, "mountPath": ENV_MOUNT_PATH, "readOnly": True}],
                             "securityContext": _sandbox_security_context(),
+                        }
+                    ],
+                    "volumes": [
+                        {
+                            "name": ENV_VOLUME,
+                            # 0440 and the pod's fsGroup: readable by the sandbox's user only.
+                            "secret": {"secretName": env_secret_name(name), "defaultMode": 0o440},
                         }
                     ],
                 },

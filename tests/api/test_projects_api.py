@@ -60,7 +60,7 @@ def test_list_returns_the_users_visible_projects_with_their_resources(api, proje
     item = body[0]
     assert set(item) == PROJECT_KEYS
     assert (item["name"], item["description"], item["status"]) == ("My Blog", "A blog about boats", "RUNNING")
-    assert item["allowedActions"] == ["delete", "stop"]
+    assert item["allowedActions"] == ["delete", "restart", "stop"]
     assert item["publicUrl"] == "http://127.0.0.1:41000/"
     sandbox = Sandbox.objects.get(project=project)
     assert item["sandbox"] == {

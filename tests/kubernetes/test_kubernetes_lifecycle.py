@@ -55,6 +55,7 @@ def assert_sandbox_objects(fake, sandbox: Sandbox, environment: dict, environmen
     labels = labels_for(name)
     secret = fake.get(SECRETS, f"{name}-env")
     assert secret["metadata"]["labels"] == labels
+    assert secret["metadata"]["annotations"] == {"fullstackagent.io/env-checksum": environment_hash}
     assert secret["type"] == "Opaque"
     assert decoded(secret) == environment
 
@@ -79,7 +80,10 @@ def assert_sandbox_objects(fake, sandbox: Sandbox, environment: dict, environmen
         }
     ]
     template = spec["template"]
-    assert template["metadata"] == {"labels": labels, "annotations": {"fullstackagent.io/env-checksum": environment_hash}}
+    # No checksum of the environment in the template: changing it must not roll the pod. Only the
+    # explicit restart's annotation may be there.
+    assert template["metadata"]["labels"] == labels
+    assert set(template["metadata"].get("annotations", {})) <= {"kubectl.kubernetes.io/restartedAt"}
     pod = template["spec"]
     assert pod["automountServiceAccountToken"] is False
     assert pod["enableServiceLinks"] is False
@@ -119,9 +123,11 @@ def assert_sandbox_objects(fake, sandbox: Sandbox, environment: dict, environmen
         "envFrom": env_from,
         "readinessProbe": {"tcpSocket": {"port": 7681}, "initialDelaySeconds": 1, "periodSeconds": 3, "failureThreshold": 3},
         "resources": {"requests": {"cpu": "20m", "memory": "25Mi"}, "limits": {"cpu": "2", "memory": "4Gi"}},
-        "volumeMounts": home,
+        # The Secret again, as files the kubelet refreshes, for new shells (runtime/environment.sh).
+        "volumeMounts": home + [{"name": "environment", "mountPath": "/opt/fullstackagent/env", "readOnly": True}],
         "securityContext": container_security,
     }
+    assert pod["volumes"] == [{"name": "environment", "secret": {"secretName": f"{name}-env", "defaultMode": 0o440}}]
     assert environment["TTYD_ACCESS_TOKEN"] not in str(statefulset)
 
     service = fake.get(SERVICES, f"{name}-service")
@@ -256,36 +262,43 @@ def test_project_lifecycle_on_kubernetes(kubernetes_settings, fake_kubernetes, k
     assert Project.objects.get(pk=project.pk).status == ProjectStatus.RUNNING
     assert sandbox.runtime_state == labels  # the hosts never change
 
-    # --- a variable change rolls the pod; RUNNING only once the new pod is ready --------------
+    # --- a variable change rewrites the Secret and rolls nothing: new shells read it ------------
+    generation = fake.get(STATEFULSETS, sandbox.name)["metadata"]["generation"]
+    template = fake.get(STATEFULSETS, sandbox.name)["spec"]["template"]
     services.do_set_variables(project, [{"key": "API_URL", "value": "https://api.example.test"}])
     sandbox.refresh_from_db()
     assert sandbox.status == ResourceStatus.UPDATING
     sandbox = step(sandbox)
-    assert sandbox.status == ResourceStatus.UPDATING
+    assert sandbox.status == ResourceStatus.RUNNING  # applied as soon as the Secret is written
     new_spec = build_spec(sandbox)
     assert new_spec.environment["API_URL"] == "https://api.example.test"
     assert_sandbox_objects(fake, sandbox, dict(new_spec.environment), new_spec.environment_hash, replicas=1)
-    assert fake.get(STATEFULSETS, sandbox.name)["metadata"]["generation"] == 2
-    sandbox = step(sandbox)
-    assert sandbox.status == ResourceStatus.UPDATING  # observedGeneration is still 1
-    fake.observe_generation(sandbox.name)
-    sandbox = step(sandbox)
-    assert sandbox.status == ResourceStatus.UPDATING  # seen, but the new pod is not ready yet
-    assert fake.get(STATEFULSETS, sandbox.name)["metadata"]["generation"] == 2  # re-applying wrote nothing
-    fake.roll_out(sandbox.name)
-    sandbox = step(sandbox)
-    assert sandbox.status == ResourceStatus.RUNNING
     assert sandbox.applied_environment_hash == new_spec.environment_hash
+    assert fake.get(STATEFULSETS, sandbox.name)["metadata"]["generation"] == generation
+    assert fake.get(STATEFULSETS, sandbox.name)["spec"]["template"] == template
 
-    # --- removing a variable removes it from the Secret and rolls the pod again ---------------
+    # --- removing a variable removes it from the Secret, and rolls nothing either -------------
     services.do_delete_variable(project, "API_URL")
     sandbox = step(Sandbox.objects.get(pk=sandbox.pk))
-    assert sandbox.status == ResourceStatus.UPDATING
+    sandbox = step(sandbox)
+    assert sandbox.status == ResourceStatus.RUNNING
     assert "API_URL" not in decoded(fake.get(SECRETS, f"{sandbox.name}-env"))
     assert decoded(fake.get(SECRETS, f"{sandbox.name}-env")) == dict(spec.environment)
-    assert fake.get(STATEFULSETS, sandbox.name)["spec"]["template"]["metadata"]["annotations"] == {
-        "fullstackagent.io/env-checksum": spec.environment_hash
-    }
+    assert sandbox.applied_environment_hash == spec.environment_hash
+    assert fake.get(STATEFULSETS, sandbox.name)["metadata"]["generation"] == generation
+    assert fake.get(STATEFULSETS, sandbox.name)["spec"]["template"] == template
+
+    # --- the explicit restart rolls the pod: RUNNING once the new one is ready -----------------
+    services.do_restart_project(Project.objects.get(pk=project.pk))
+    sandbox = step(Sandbox.objects.get(pk=sandbox.pk))
+    assert sandbox.status == ResourceStatus.STARTING
+    assert sandbox.restart_requested is False
+    rolled = fake.get(STATEFULSETS, sandbox.name)
+    assert rolled["metadata"]["generation"] == generation + 1
+    assert set(rolled["spec"]["template"]["metadata"]["annotations"]) == {"kubectl.kubernetes.io/restartedAt"}
+    sandbox = step(sandbox)
+    assert sandbox.status == ResourceStatus.STARTING  # the controller has not acted yet
+    assert fake.get(STATEFULSETS, sandbox.name)["metadata"]["generation"] == generation + 1  # no second roll
     fake.roll_out(sandbox.name)
     sandbox = step(sandbox)
     assert sandbox.status == ResourceStatus.RUNNING

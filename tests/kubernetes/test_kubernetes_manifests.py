@@ -72,7 +72,7 @@ def test_every_manifest_validates_against_the_kubernetes_schema(kubernetes_setti
 
 def test_schema_validation_is_not_vacuous():
     labels = manifests.sandbox_labels("x-agentruntime-abc123", "x")
-    statefulset = manifests.stateful_set(name="x", namespace="n", labels=labels, image="i", environment_hash="h", replicas=1)
+    statefulset = manifests.stateful_set(name="x", namespace="n", labels=labels, image="i", replicas=1)
     statefulset["spec"]["template"]["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalaton"] = False
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(statefulset, VERSION, strict=True)
@@ -114,10 +114,10 @@ def test_host_labels_are_random_dns_labels():
     assert all(re.fullmatch(r"[a-z][a-z0-9]{11}", label) for label in labels)
 
 
-def statefulset(generation=1, replicas=1, status=None, checksum="abc"):
+def statefulset(generation=1, replicas=1, status=None):
     return {
         "metadata": {"name": "s", "generation": generation},
-        "spec": {"replicas": replicas, "template": {"metadata": {"annotations": {manifests.ENV_CHECKSUM_ANNOTATION: checksum}}}},
+        "spec": {"replicas": replicas, "template": {"metadata": {"labels": {"app": "s"}}}},
         "status": status or {},
     }
 
@@ -128,33 +128,33 @@ DONE = {"observedGeneration": 2, "replicas": 1, "readyReplicas": 1, "updatedRepl
 @pytest.mark.parametrize(
     "item, expected",
     [
-        (None, (SandboxPhase.MISSING, "")),
-        (statefulset(2, status=DONE), (SandboxPhase.RUNNING, "abc")),
+        (None, SandboxPhase.MISSING),
+        (statefulset(2, status=DONE), SandboxPhase.RUNNING),
         # The controller has not seen generation 3 yet: the counts describe the old pod.
-        (statefulset(3, status=DONE), (SandboxPhase.STARTING, "")),
+        (statefulset(3, status=DONE), SandboxPhase.STARTING),
         # Seen, new revision not rolled out yet.
-        (statefulset(2, status={**DONE, "currentRevision": "r1"}), (SandboxPhase.STARTING, "")),
-        (statefulset(2, status={**DONE, "readyReplicas": 0}), (SandboxPhase.STARTING, "")),
-        (statefulset(3, replicas=0, status=DONE), (SandboxPhase.STOPPING, "")),
-        (statefulset(3, replicas=0, status={**DONE, "observedGeneration": 3}), (SandboxPhase.STOPPING, "")),
-        (statefulset(3, replicas=0, status={"observedGeneration": 3, "replicas": 0}), (SandboxPhase.STOPPED, "")),
+        (statefulset(2, status={**DONE, "currentRevision": "r1"}), SandboxPhase.STARTING),
+        (statefulset(2, status={**DONE, "readyReplicas": 0}), SandboxPhase.STARTING),
+        (statefulset(3, replicas=0, status=DONE), SandboxPhase.STOPPING),
+        (statefulset(3, replicas=0, status={**DONE, "observedGeneration": 3}), SandboxPhase.STOPPING),
+        (statefulset(3, replicas=0, status={"observedGeneration": 3, "replicas": 0}), SandboxPhase.STOPPED),
     ],
 )
 def test_statefulset_phase_honours_observed_generation(item, expected):
-    phase, _, applied = statefulset_phase(item, None)
-    assert (phase, applied) == expected
+    phase, _ = statefulset_phase(item, None)
+    assert phase == expected
 
 
 def test_unrecoverable_pod_states_fail_with_the_reason():
     pod = {"status": {"containerStatuses": [{"name": "sandbox", "state": {"waiting": {"reason": "ImagePullBackOff", "message": "not found"}}}]}}
     assert statefulset_phase(statefulset(2, status={**DONE, "readyReplicas": 0}), pod) == (
-        SandboxPhase.FAILED, "The sandbox container cannot start (ImagePullBackOff): not found.", ""
+        SandboxPhase.FAILED, "The sandbox container cannot start (ImagePullBackOff): not found."
     )
     crashing = {"status": {"containerStatuses": [{
         "name": "sandbox", "restartCount": 3, "state": {"waiting": {"reason": "CrashLoopBackOff"}},
         "lastState": {"terminated": {"exitCode": 78}},
     }]}}
-    assert statefulset_phase(statefulset(2, status={**DONE, "readyReplicas": 0}), crashing)[:2] == (
+    assert statefulset_phase(statefulset(2, status={**DONE, "readyReplicas": 0}), crashing) == (
         SandboxPhase.FAILED, "The sandbox refuses its configuration (exit 78): its terminal token is missing or too short."
     )
     crashing["status"]["containerStatuses"][0]["restartCount"] = 1  # maybe a dependency still starting

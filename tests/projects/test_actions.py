@@ -8,14 +8,14 @@ from projects import services
 from projects.models import Environment, Project
 from sandboxes.models import Sandbox
 
-START, STOP, DELETE = "start", "stop", "delete"
+START, STOP, DELETE, RESTART = "start", "stop", "delete", "restart"
 DO = {START: services.do_start_project, STOP: services.do_stop_project, DELETE: services.do_delete_project}
 
 
 @pytest.mark.parametrize(
     "status, allowed",
     [
-        ("RUNNING", {STOP, DELETE}),
+        ("RUNNING", {STOP, DELETE, RESTART}),
         ("STOPPED", {START, DELETE}),
         ("PARTIAL", {START, STOP, DELETE}),
         ("ERROR", {START, STOP, DELETE}),
@@ -118,3 +118,24 @@ def test_kubernetes_backend_needs_a_kubeconfig(user, settings):
     with pytest.raises(services.KubeconfigMissing):
         services.do_create_project(user, name="Needs Cluster")
     assert Project.objects.count() == 0
+
+
+def test_restart_asks_the_running_sandbox_to_restart_and_keeps_the_database(user):
+    project = _project_with(user, ResourceStatus.RUNNING, ResourceStatus.RUNNING, "RUNNING")
+
+    project = services.do_restart_project(project)
+
+    sandbox = Sandbox.objects.get(project=project)
+    assert (sandbox.status, sandbox.restart_requested) == (ResourceStatus.STARTING, True)
+    assert Database.objects.get(project=project).status == ResourceStatus.RUNNING
+    assert project.status == "STARTING"
+
+
+def test_restart_of_a_stopped_project_is_refused_and_changes_nothing(user):
+    project = _project_with(user, ResourceStatus.STOPPED, ResourceStatus.STOPPED, "STOPPED")
+
+    with pytest.raises(services.ActionNotAllowed, match="Cannot restart a project that is STOPPED"):
+        services.do_restart_project(project)
+
+    sandbox = Sandbox.objects.get(project=project)
+    assert (sandbox.status, sandbox.restart_requested) == (ResourceStatus.STOPPED, False)

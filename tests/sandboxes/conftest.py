@@ -52,9 +52,12 @@ def make_isolated_project(transactional_db):
         sandbox = Sandbox.objects.get(project=project)
         sandbox_observation = get_sandbox_backend().create(build_spec(sandbox))
         assert sandbox_observation.phase == SandboxPhase.RUNNING, sandbox_observation
-        Sandbox.objects.filter(pk=sandbox.pk).update(status=ResourceStatus.RUNNING)
+        Sandbox.objects.filter(pk=sandbox.pk).update(
+            status=ResourceStatus.RUNNING, applied_environment_hash=sandbox_observation.applied_environment_hash
+        )
+        services.refresh_project_status(project.pk)
         started.append(project)
-        return project
+        return Project.objects.get(pk=project.pk)
 
     yield make
     for project in started:
