@@ -22,7 +22,8 @@ from projects.services import allowed_actions
 from sandboxes.models import Sandbox
 
 # Columns the list and the layout show; ttyd_url and connection_url are deliberately absent.
-_SANDBOX_COLUMNS = ("id", "project_id", "name", "status", "last_error", "public_url", "updated")
+# applied_environment_hash: the status bar tells the terminal page when the environment changed.
+_SANDBOX_COLUMNS = ("id", "project_id", "name", "status", "last_error", "public_url", "applied_environment_hash", "updated")
 _DATABASE_COLUMNS = ("id", "project_id", "name", "status", "last_error", "updated")
 
 
@@ -38,6 +39,7 @@ class ResourceSummary:
     last_error: str
     updated: datetime
     public_url: str = ""
+    applied_environment_hash: str = ""
 
     @property
     def pk(self) -> int:

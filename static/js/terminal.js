@@ -162,6 +162,11 @@
       socket.onclose = (event) => this.closed(socket, event.code);
     }
 
+    // A line of the platform's own, written by the page (not the sandbox): yellow, on a line of its own.
+    notice(text) {
+      this.term.write("\r\n\x1b[33m[FullstackAgent] " + text + "\x1b[0m\r\n");
+    }
+
     write(bytes) {
       this.written += bytes.length;
       if (this.written <= FLOW_LIMIT) {
@@ -518,6 +523,23 @@
     true
   );
 
+  // --- environment changes -------------------------------------------------------------------------
+  // The status bar (projects/_status_bar.html, swapped in every 3 s) says which environment the
+  // sandbox has. A change reaches new shells, not the open ones: tell the open terminals so.
+  let knownEnvironment = null;
+  function checkEnvironment() {
+    const bar = document.getElementById("project-status-bar");
+    const current = (bar && bar.dataset.environment) || "";
+    if (!current) return;
+    if (knownEnvironment !== null && current !== knownEnvironment) {
+      for (const tab of tabs.values()) {
+        tab.notice("The environment changed: new variables apply to new shells and new tabs. Restart the sandbox for running processes.");
+      }
+    }
+    knownEnvironment = current;
+  }
+  document.body.addEventListener("htmx:afterSettle", checkEnvironment);
+
   // --- start ---------------------------------------------------------------------------------------
 
   window.addEventListener("resize", () => activeTab && activeTab.fitToPane());
@@ -527,6 +549,7 @@
   if (!names.includes("main")) names.unshift("main");
   for (const name of names) openTab(name);
   activate(tabs.get("main"));
+  checkEnvironment();
   if (!sandboxRunning) {
     showOverlay("Sandbox: " + (app.dataset.sandboxStatus || "none"), "The terminal opens when the sandbox is RUNNING.");
     pollStatus();

@@ -48,6 +48,10 @@ class Terminal:
 def test_a_saved_variable_reaches_new_shells_and_the_open_one_keeps_its_work(make_isolated_project, user):
     project = make_isolated_project(user, "Live Env")
     services.do_set_variables(project, [{"key": "GREETING", "value": "hello"}, {"key": "DOOMED", "value": "soon gone"}])
+    # Restarted, so both are in the environment the sandbox's processes start with: removing one
+    # must unset it in new shells, not only leave it out of the folder.
+    converge(Sandbox.objects.get(project=project).pk)
+    services.do_restart_project(Project.objects.get(pk=project.pk))
     sandbox = converge(Sandbox.objects.get(project=project).pk)
     backend = get_sandbox_backend()
     spec = build_spec(sandbox)
@@ -60,6 +64,8 @@ def test_a_saved_variable_reaches_new_shells_and_the_open_one_keeps_its_work(mak
         output = await open_tab.run('MINE=kept; sleep 900 & echo "bg=$! greeting=[$GREETING]"', r"bg=\d+ greeting=\[\w*\]")
         background = int(re.search(r"bg=(\d+)", output).group(1))
         assert "greeting=[hello]" in output
+        launched = await open_tab.run('echo "launch=[$(cat /tmp/environment-keys | tr "\\n" " ")] doomed=[$DOOMED]"', r"launch=\[[A-Z_ ]*\] doomed=\[[a-z ]+\]")
+        assert "DOOMED" in launched.split("launch=[")[-1] and "doomed=[soon gone]" in launched
 
         # The user changes the environment while the tab is open.
         await _sync(services.do_set_variables, project, [{"key": "GREETING", "value": "bonjour"}, {"key": "NEW_ONE", "value": "fresh"}])

@@ -1,6 +1,8 @@
 """A variable saved on the Environment page reaches the sandbox: a new terminal sees it.
 Headless Chromium against the real platform: daphne, a Celery worker, the local backend's ttyd."""
 
+import re
+
 import pytest
 
 from databases.backends import get_database_backend
@@ -74,3 +76,54 @@ def test_a_variable_set_on_the_environment_page_is_in_a_new_terminal(signed_in_p
         arg=TERMINAL_ROWS,
         timeout=30000,
     )
+
+
+def _wait_for_rows(page, pattern: str, timeout_ms: int = 30000) -> None:
+    page.wait_for_function(
+        "([selector, pattern]) => { const rows = document.querySelector(selector);"
+        " return rows && new RegExp(pattern, 'm').test(rows.innerText.replace(/\\u00a0/g, ' ')); }",
+        arg=[TERMINAL_ROWS, pattern],
+        timeout=timeout_ms,
+    )
+
+
+def _type(page, command: str) -> None:
+    page.click(TERMINAL + " .xterm-screen")
+    page.keyboard.type(command)
+    page.keyboard.press("Enter")
+
+
+@pytest.mark.browser
+def test_saving_variables_keeps_the_open_terminals_work_and_new_tabs_get_them(signed_in_page, user, running_project):
+    services.do_set_variables(running_project, [{"key": "DOOMED", "value": "soon-gone"}])
+    wait_for(lambda: _running_with_current_environment(running_project), timeout=60, message="DOOMED to be applied")
+    terminal = signed_in_page(user)
+    terminal.goto(f"/projects/{running_project.pk}/terminal/")
+    _wait_for_rows(terminal, r"[$#]\s*$", timeout_ms=60000)
+    _type(terminal, "KEEP=kept-$((40+2)); sleep 900 & echo bg=$!")
+    _wait_for_rows(terminal, r"^bg=\d+")
+    background = re.search(r"bg=(\d+)", terminal.inner_text(TERMINAL_ROWS)).group(1)
+
+    # In another window, the user adds one variable and deletes another.
+    settings_page = signed_in_page(user)
+    settings_page.goto(f"/projects/{running_project.pk}/environment/")
+    settings_page.locator("[name=new-key-0]").fill("GREETING")
+    settings_page.locator("[name=new-value-0]").fill("bonjour")
+    settings_page.get_by_role("button", name="Save").click()
+    settings_page.get_by_text("Saved GREETING.", exact=False).wait_for()
+    settings_page.get_by_role("button", name="Delete DOOMED").click()
+    settings_page.locator("#confirm-dialog #confirm-button").click()
+    wait_for(lambda: not Environment.objects.filter(project=running_project, key="DOOMED").exists(), message="DOOMED deleted")
+    wait_for(lambda: _running_with_current_environment(running_project), timeout=60, message="the change to be applied")
+
+    # The open terminal says what changed and still has its shell variable and its process.
+    _wait_for_rows(terminal, r"The environment changed: new variables apply to new shells", timeout_ms=30000)
+    _type(terminal, f"echo keep=$KEEP; kill -0 {background} && echo still-running")
+    _wait_for_rows(terminal, r"^still-running\s*$")
+    assert "keep=kept-42" in terminal.inner_text(TERMINAL_ROWS).replace("\xa0", " ")
+    # A new tab has the new variable and not the deleted one.
+    terminal.locator("#terminal-add").click()
+    _wait_for_rows(terminal, r"[$#]\s*$", timeout_ms=60000)
+    _type(terminal, 'echo "greeting=[$GREETING] doomed=[$DOOMED]"')
+    _wait_for_rows(terminal, r"^greeting=\[bonjour\] doomed=\[\]\s*$")
+    assert terminal.console_errors == []
