@@ -12,6 +12,9 @@ class Database(ReconciledResource):
     k8s_namespace = models.CharField(max_length=63, blank=True)
     # postgresql://user:password@host:port/db — encrypted; the sandbox gets it as DATABASE_URL.
     connection_url = EncryptedTextField(blank=True)
+    # The user chose to re-create the database empty after it was found gone (its data lost). Never
+    # done without asking: an app would run on against an empty database. Cleared by that step.
+    recreate_requested = models.BooleanField(default=False)
 
     class Meta(ReconciledResource.Meta):
         pass

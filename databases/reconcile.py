@@ -47,6 +47,14 @@ def _towards_running(status: str, observation: DatabaseObservation, poll: float)
     return StepResult(next_status, recheck_in=poll, fields=fields)
 
 
+def lost_data_message(database: Database) -> str:
+    return (
+        f"The database {database.name} is gone, and its data with it: it was removed outside the platform. "
+        "Nothing was re-created. Re-create it empty from the project's Database page (or the API), or restore "
+        "it from a backup of your own."
+    )
+
+
 def step(database: Database) -> StepResult:
     backend = get_database_backend()
     poll = getattr(backend, "poll_interval", 1.0)
@@ -57,12 +65,22 @@ def step(database: Database) -> StepResult:
     if status == ResourceStatus.CREATING:
         return _towards_running(status, backend.create(spec), poll)
     if status in (ResourceStatus.STARTING, ResourceStatus.UPDATING):
+        if database.recreate_requested:
+            result = _towards_running(ResourceStatus.STARTING, backend.start(spec), poll)
+            result.fields["recreate_requested"] = False
+            return result
+        # A database that existed (it had a URL) and is now missing had data that is lost: starting
+        # would quietly give the app an empty one. Only the user's explicit re-create does that.
+        if database.connection_url and backend.observe(spec).phase == DatabasePhase.MISSING:
+            return StepResult(ResourceStatus.ERROR, last_error=lost_data_message(database))
         return _towards_running(ResourceStatus.STARTING, backend.start(spec), poll)
     if status == ResourceStatus.RUNNING:
         observation = backend.observe(spec)
-        if observation.phase in (DatabasePhase.MISSING, DatabasePhase.STOPPED, DatabasePhase.STOPPING):
-            # Drift: wanted running, found otherwise (dropped by hand, connections disallowed);
-            # start re-creates what is missing. Data that was dropped is gone, and last_error says so.
+        if observation.phase == DatabasePhase.MISSING:
+            return StepResult(ResourceStatus.ERROR, last_error=lost_data_message(database), fields=_fields(observation))
+        if observation.phase in (DatabasePhase.STOPPED, DatabasePhase.STOPPING):
+            # Drift: wanted running, found not accepting connections (changed by hand): start
+            # allows them again; the data is there, and last_error says what happened.
             return StepResult(
                 ResourceStatus.STARTING,
                 recheck_in=0,

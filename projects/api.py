@@ -143,6 +143,17 @@ class ProjectRestart(ProjectAction):
     message = RESTART_MESSAGE
 
 
+@extend_schema_view(post=extend_schema(
+    operation_id="projects_database_recreate",
+    description="Re-creates a project's database that is in ERROR, for instance because it was found gone: "
+    "the new database is EMPTY. The platform never does this by itself.",
+))
+class DatabaseRecreate(ProjectAction):
+    name = "Re-create project database"
+    service = services.do_recreate_database
+    message = "A new, empty database is being created for {name}."
+
+
 @extend_schema_view(post=extend_schema(operation_id="projects_delete"))
 class ProjectDelete(ProjectAction):
     name = "Delete project"

@@ -201,6 +201,24 @@ def do_restart_project(project: Project) -> Project:
 
 
 @transaction.atomic
+def do_recreate_database(project: Project) -> Project:
+    """The user's explicit answer to a database found gone (or otherwise in ERROR): a new, empty one
+    is made (databases.reconcile never does that by itself)."""
+    project, sandboxes, databases = _locked_project(project)
+    failed = [database for database in databases if database.status == ResourceStatus.ERROR]
+    if not failed:
+        raise ActionNotAllowed("Only a database in ERROR can be re-created.")
+    now = timezone.now()
+    Database.objects.filter(pk__in=[database.pk for database in failed]).update(
+        status=ResourceStatus.STARTING, recreate_requested=True, next_check_at=now, last_error="", attempts=0, updated=now
+    )
+    refresh_project_status(project.pk)
+    queue_after_commit((), [database.pk for database in failed])
+    project.refresh_from_db()
+    return project
+
+
+@transaction.atomic
 def do_delete_project(project: Project) -> Project:
     """Soft delete: resources → TERMINATING → TERMINATED; the rows stay for the audit trail."""
     return _run_action(

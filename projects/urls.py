@@ -15,6 +15,12 @@ urlpatterns = [
     path("projects/<int:project_id>/stop/", views.project_action, {"action": "stop"}, name="project-stop"),
     path("projects/<int:project_id>/delete/", views.project_action, {"action": "delete"}, name="project-delete"),
     path("projects/<int:project_id>/restart/", views.project_action, {"action": "restart"}, name="project-restart"),
+    path(
+        "projects/<int:project_id>/database/recreate/",
+        views.project_action,
+        {"action": "recreate-database"},
+        name="project-database-recreate",
+    ),
     path("projects/<int:project_id>/database/", views.database_page, name="project-database"),
     path("projects/<int:project_id>/environment/", views.environment_page, name="project-environment"),
     path("projects/<int:project_id>/secrets/", views.secrets_page, name="project-secrets"),

@@ -100,6 +100,7 @@ _ACTIONS = {
     "stop": (services.do_stop_project, "Project {name} is stopping."),
     "delete": (services.do_delete_project, "Project {name} is being deleted."),
     "restart": (services.do_restart_project, "The sandbox of {name} is restarting."),
+    "recreate-database": (services.do_recreate_database, "A new, empty database is being created for {name}."),
 }
 
 
