@@ -154,6 +154,17 @@ class DatabaseRecreate(ProjectAction):
     message = "A new, empty database is being created for {name}."
 
 
+@extend_schema_view(post=extend_schema(
+    operation_id="projects_workspace_recreate",
+    description="Starts a project's sandbox that is in ERROR, for instance because its workspace was found gone, "
+    "with an EMPTY workspace (the starter template). The platform never does this by itself.",
+))
+class WorkspaceRecreate(ProjectAction):
+    name = "Re-create project workspace"
+    service = services.do_recreate_workspace
+    message = "The sandbox of {name} is starting with a new, empty workspace."
+
+
 @extend_schema_view(post=extend_schema(operation_id="projects_delete"))
 class ProjectDelete(ProjectAction):
     name = "Delete project"

@@ -26,6 +26,7 @@ urlpatterns = [
     path("projects/<int:project_id>/database", api.DatabaseInfo.as_view(), name="api-database"),
     path("projects/<int:project_id>/database/reveal", api.DatabaseReveal.as_view(), name="api-database-reveal"),
     path("projects/<int:project_id>/database/recreate", api.DatabaseRecreate.as_view(), name="api-database-recreate"),
+    path("projects/<int:project_id>/workspace/recreate", api.WorkspaceRecreate.as_view(), name="api-workspace-recreate"),
     path("user/config", identities_api.UserConfigView.as_view(), name="api-user-config"),
     path("user/config/reveal", identities_api.UserConfigReveal.as_view(), name="api-user-config-reveal"),
     path("user/config/anthropic", identities_api.AnthropicConfigView.as_view(), name="api-user-config-anthropic"),

@@ -219,6 +219,24 @@ def do_recreate_database(project: Project) -> Project:
 
 
 @transaction.atomic
+def do_recreate_workspace(project: Project) -> Project:
+    """The user's explicit answer to a sandbox whose workspace was found gone (or otherwise in
+    ERROR): it starts again with an empty, freshly seeded workspace."""
+    project, sandboxes, databases = _locked_project(project)
+    failed = [sandbox for sandbox in sandboxes if sandbox.status == ResourceStatus.ERROR]
+    if not failed:
+        raise ActionNotAllowed("Only a sandbox in ERROR can start again with an empty workspace.")
+    now = timezone.now()
+    Sandbox.objects.filter(pk__in=[sandbox.pk for sandbox in failed]).update(
+        status=ResourceStatus.STARTING, recreate_requested=True, next_check_at=now, last_error="", attempts=0, updated=now
+    )
+    refresh_project_status(project.pk)
+    queue_after_commit([sandbox.pk for sandbox in failed], ())
+    project.refresh_from_db()
+    return project
+
+
+@transaction.atomic
 def do_delete_project(project: Project) -> Project:
     """Soft delete: resources → TERMINATING → TERMINATED; the rows stay for the audit trail."""
     return _run_action(

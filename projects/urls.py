@@ -21,6 +21,12 @@ urlpatterns = [
         {"action": "recreate-database"},
         name="project-database-recreate",
     ),
+    path(
+        "projects/<int:project_id>/workspace/recreate/",
+        views.project_action,
+        {"action": "recreate-workspace"},
+        name="project-workspace-recreate",
+    ),
     path("projects/<int:project_id>/database/", views.database_page, name="project-database"),
     path("projects/<int:project_id>/environment/", views.environment_page, name="project-environment"),
     path("projects/<int:project_id>/secrets/", views.secrets_page, name="project-secrets"),

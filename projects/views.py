@@ -101,6 +101,7 @@ _ACTIONS = {
     "delete": (services.do_delete_project, "Project {name} is being deleted."),
     "restart": (services.do_restart_project, "The sandbox of {name} is restarting."),
     "recreate-database": (services.do_recreate_database, "A new, empty database is being created for {name}."),
+    "recreate-workspace": (services.do_recreate_workspace, "The sandbox of {name} starts with a new, empty workspace."),
 }
 
 

@@ -19,6 +19,9 @@ class Sandbox(ReconciledResource):
     # The user asked to restart it (every process ends; needed for running processes to take a new
     # environment, which otherwise reaches new shells only). Cleared by the step that restarts it.
     restart_requested = models.BooleanField(default=False)
+    # The user chose to start again with an empty workspace after it was found gone (its files
+    # lost). Never done without asking. Cleared by the step that does it.
+    recreate_requested = models.BooleanField(default=False)
 
     class Meta(ReconciledResource.Meta):
         verbose_name_plural = "sandboxes"

@@ -44,6 +44,7 @@ def build_spec(sandbox: Sandbox) -> SandboxSpec:
         environment=environment,
         environment_hash=environment_hash(environment),
         runtime_state=dict(sandbox.runtime_state or {}),
+        recreate_workspace=sandbox.recreate_requested,
     )
 
 
@@ -104,6 +105,8 @@ def step(sandbox: Sandbox) -> StepResult:
             result.fields["restart_requested"] = False
             return result
         result = _towards_running(status, backend.start(spec), spec, poll)
+        if sandbox.recreate_requested:
+            result.fields["recreate_requested"] = False
         if not result.last_error and sandbox.last_error.startswith(DRIFT_NOTE):
             # Keep saying why it restarted, until the user's next start/stop clears it.
             result.last_error = sandbox.last_error

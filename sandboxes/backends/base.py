@@ -43,6 +43,8 @@ class SandboxSpec:
     environment_hash: str  # sha256 of the canonical environment; see sandboxes.environment
     # What this backend stored last time (pids, ports, generations); never trusted blindly.
     runtime_state: Mapping = field(default_factory=dict)
+    # The user asked to start again with an empty home after the old one was found gone.
+    recreate_workspace: bool = False
 
 
 @dataclass

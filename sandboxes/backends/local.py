@@ -11,6 +11,8 @@ is the sandbox's):
     run/env/            the environment, one file per variable (not the terminal token), which new
                         shells read (runtime/environment.sh): a change reaches them without a restart
     run/ttyd.log        ttyd's and the entrypoint's output (the token is never written: see entrypoint)
+    run/workspace-made  the workspace was made once: if it is gone later, its files were lost, and
+                        the sandbox goes to ERROR rather than starting on an empty one unasked
 
 By default every sandbox runs isolated in bubblewrap namespaces as an unprivileged uid of its own,
 inside cgroup limits (sandboxes/backends/isolation.py). LOCAL_SANDBOX_ISOLATION=off runs it as the
@@ -46,6 +48,10 @@ SANDBOX_MARK = "FULLSTACKAGENT_SANDBOX"
 # How long create/start wait for ttyd to listen before answering STARTING (ttyd needs ~20 ms).
 START_WAIT_SECONDS = 2.0
 STOP_GRACE_SECONDS = 3.0
+WORKSPACE_LOST = (
+    "The sandbox's workspace is gone, and the files in it: it was removed outside the platform. Nothing was "
+    "re-created. Start again with an empty workspace from the terminal page (or the API)."
+)
 
 
 def ttyd_binary() -> str:
@@ -202,9 +208,14 @@ class LocalSandboxBackend:
         except (FileNotFoundError, ValueError):
             return None
 
+    def _workspace_lost(self, spec: SandboxSpec) -> bool:
+        return (self.run_dir(spec) / "workspace-made").exists() and not self.workspace(spec).is_dir()
+
     def observe(self, spec: SandboxSpec) -> SandboxObservation:
         if not self.root(spec).exists():
             return SandboxObservation(SandboxPhase.MISSING)
+        if self._workspace_lost(spec):
+            return SandboxObservation(SandboxPhase.FAILED, message=WORKSPACE_LOST)
         pid, port = self._pid(spec), self._port(spec)
         if pid is None:
             if self.processes(spec):
@@ -268,8 +279,11 @@ class LocalSandboxBackend:
     def _prepare_workspace(self, spec: SandboxSpec) -> None:
         self.root(spec).mkdir(parents=True, exist_ok=True)
         self.run_dir(spec).mkdir(parents=True, exist_ok=True)
+        if self._workspace_lost(spec) and not spec.recreate_workspace:
+            raise PermanentError(WORKSPACE_LOST)
         workspace = self.workspace(spec)
         workspace.mkdir(exist_ok=True)
+        (self.run_dir(spec) / "workspace-made").touch()
         if not isolation.enabled():
             return
         # The platform's folders stay root's; the workspace becomes the sandbox's uid's. A sandbox
@@ -316,7 +330,7 @@ class LocalSandboxBackend:
         observation = self.observe(spec)
         if observation.phase in (SandboxPhase.RUNNING, SandboxPhase.STARTING):
             return observation
-        if observation.phase == SandboxPhase.STOPPING:
+        if observation.phase in (SandboxPhase.STOPPING, SandboxPhase.FAILED):
             self._end_processes(spec)
         run_dir = self.run_dir(spec)
         self._prepare_workspace(spec)

@@ -15,4 +15,9 @@ class Migration(migrations.Migration):
             name='restart_requested',
             field=models.BooleanField(default=False),
         ),
+        migrations.AddField(
+            model_name='sandbox',
+            name='recreate_requested',
+            field=models.BooleanField(default=False),
+        ),
     ]

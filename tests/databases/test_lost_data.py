@@ -1,6 +1,8 @@
-"""A project database dropped behind the platform's back is never quietly re-created empty: the project
+"""A project database (or a sandbox's workspace) removed behind the platform's back is never quietly re-created empty: the project
 goes to ERROR with a reason that says the data is gone, Start does not re-create it either, and only the
 user's explicit "re-create empty database" does."""
+
+import shutil
 
 import psycopg
 from django.conf import settings
@@ -13,7 +15,10 @@ from databases.tasks import reconcile_database
 from fullstackagent.status import ProjectStatus, ResourceStatus
 from projects import services
 from projects.models import Project
+from sandboxes.backends import get_sandbox_backend
 from sandboxes.models import Sandbox
+from sandboxes.reconcile import build_spec
+from sandboxes.tasks import reconcile_sandbox
 
 
 def converge(database_pk, steps=4) -> Database:
@@ -96,3 +101,38 @@ def test_recreate_is_refused_for_a_database_that_is_not_in_error(transactional_d
     assert Database.objects.get(pk=database.pk).recreate_requested is False
     services.do_delete_project(Project.objects.get(pk=project.pk))
     converge(database.pk)
+
+
+def test_a_vanished_workspace_is_an_error_until_the_user_starts_again_empty(transactional_db, user):
+    project = services.do_create_project(user, name="Lost Files")
+    Database.objects.filter(project=project).update(status=ResourceStatus.STOPPED)  # not needed here
+    sandbox = Sandbox.objects.get(project=project)
+    backend = get_sandbox_backend()
+
+    def step_until_settled():
+        for _ in range(5):
+            reconcile_sandbox(sandbox.pk)
+            row = Sandbox.objects.get(pk=sandbox.pk)
+            if row.status in (ResourceStatus.RUNNING, ResourceStatus.ERROR):
+                return row
+        return row
+
+    assert step_until_settled().status == ResourceStatus.RUNNING
+    workspace = backend.workspace(build_spec(sandbox))
+    (workspace / "work.txt").write_text("a day of work\n")
+    shutil.rmtree(workspace)  # removed behind the platform's back
+    row = step_until_settled()
+    assert row.status == ResourceStatus.ERROR
+    assert row.last_error.startswith("The sandbox's workspace is gone, and the files in it")
+    assert not workspace.exists()
+    assert backend.processes(build_spec(row)) == []  # nothing left running on a deleted home
+
+    client = Client()
+    client.force_login(user)
+    assert 'id="workspace-recreate"' in client.get(f"/projects/{project.pk}/terminal/").content.decode()
+    response = client.post(f"/api/projects/{project.pk}/workspace/recreate")
+    assert response.status_code == 200
+    row = step_until_settled()
+    assert (row.status, row.recreate_requested) == (ResourceStatus.RUNNING, False)
+    assert workspace.is_dir() and not (workspace / "work.txt").exists()
+    backend.delete(build_spec(row))
