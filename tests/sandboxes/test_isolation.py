@@ -8,13 +8,16 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
 from django.conf import settings
 from django.db import connection
 from django.test import Client
 
 from databases.models import Database
 from fullstackagent import embedded
+from fullstackagent.errors import PermanentError
 from fullstackagent.testing.processes import wait_for
+from projects import services
 from sandboxes.backends import get_sandbox_backend, isolation
 from sandboxes.models import Sandbox
 from sandboxes.reconcile import build_spec
@@ -164,3 +167,39 @@ def test_a_fork_bomb_stays_inside_its_limit(make_isolated_project, user, other_u
     backend.stop(bomb_spec)
     assert backend.processes(bomb_spec) == []
     assert not pids_folder.exists()
+
+
+def test_without_bubblewrap_sandboxes_refuse_to_start_and_say_how_to_fix_it(transactional_db, user, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")  # no bwrap to be found
+    isolation.problem.cache_clear()
+    project = services.do_create_project(user, name="No Bubble")
+    spec = build_spec(Sandbox.objects.get(project=project))
+    try:
+        with pytest.raises(PermanentError) as refusal:
+            get_sandbox_backend().create(spec)
+    finally:
+        isolation.problem.cache_clear()
+
+    assert str(refusal.value) == (
+        "Local sandboxes run isolated with bubblewrap, but `bwrap` is not installed; install the Debian package "
+        "`bubblewrap` (make system-deps does). For one developer on their own machine only, "
+        "LOCAL_SANDBOX_ISOLATION=off runs sandboxes unisolated as the platform's user."
+    )
+    assert get_sandbox_backend().processes(spec) == []
+
+
+def test_isolation_off_runs_the_sandbox_as_the_platforms_user(transactional_db, user, settings):
+    settings.LOCAL_SANDBOX_ISOLATION = "off"
+    project = services.do_create_project(user, name="Single Dev")
+    backend = get_sandbox_backend()
+    spec = build_spec(Sandbox.objects.get(project=project))
+    try:
+        backend.create(spec)
+        Sandbox.objects.filter(project=project).update(status="RUNNING")
+        [(output, code)] = terminal(project, user, ["id -u; echo home=$HOME"])
+    finally:
+        backend.delete(spec)
+
+    assert code == 0
+    assert re.search(rf"^{os.geteuid()}\s*$", output, re.M)
+    assert f"home={backend.workspace(spec)}" in output
