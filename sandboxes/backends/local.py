@@ -435,6 +435,7 @@ class LocalSandboxBackend:
         folder.mkdir(parents=True, exist_ok=True)
         folder.chmod(0o755)  # the sandbox's uid reads it through its bind; the parents stay root's
         wanted = {key: value for key, value in spec.environment.items() if key != TERMINAL_TOKEN_KEY}
+        wanted["PORT"] = str(self.app_port(spec))  # as in the process environment: a port of its own
         for entry in folder.iterdir():
             if entry.name not in wanted:
                 entry.unlink()

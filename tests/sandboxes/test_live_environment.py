@@ -99,6 +99,8 @@ def test_a_saved_variable_reaches_new_shells_and_the_open_one_keeps_its_work(mak
     assert sorted(path.name for path in backend.environment_dir(spec).iterdir()) == sorted(
         key for key in build_spec(Sandbox.objects.get(pk=sandbox.pk)).environment if key != "TTYD_ACCESS_TOKEN"
     )
+    # The app's port is the sandbox's own (all local sandboxes share the host's network), not 3000.
+    assert (backend.environment_dir(spec) / "PORT").read_text() == str(backend.app_port(spec))
     assert Database.objects.get(project=project).status == ResourceStatus.RUNNING
 
 
