@@ -18,7 +18,7 @@ from fullstackagent.testing.processes import wait_for
 from fullstackagent.testing.ttyd import open_session, run_command
 from projects import services
 from projects.models import Project
-from sandboxes.backends import get_sandbox_backend
+from sandboxes.backends import get_sandbox_backend, isolation
 from sandboxes.backends.local import LocalSandboxBackend, marked_processes
 from sandboxes.models import Sandbox
 from sandboxes.reconcile import build_spec
@@ -148,7 +148,10 @@ def test_variable_changes_reach_a_new_shell(celery_worker, user, wait_for_status
         services.do_set_variables(project, [{"key": "GREETING", "value": value}]) if value else services.do_delete_variable(project, "GREETING")
         assert Sandbox.objects.get(pk=sandbox.pk).status == ResourceStatus.UPDATING
         wait_for_status(project, ProjectStatus.RUNNING)
-        return run_command(_upstream(project), 'echo "greeting=[$GREETING]"', r"greeting=\[[^\]]*\]\n")
+        # A new shell (its own tmux session): open ones keep the environment they started with.
+        return run_command(
+            _upstream(project), 'echo "greeting=[$GREETING]"', r"greeting=\[[^\]$]*\]\n", session=f"check-{value}"
+        )
 
     assert "greeting=[hello]" in applied("hello")
     assert "greeting=[bonjour]" in applied("bonjour")
@@ -161,7 +164,10 @@ def test_a_sandbox_whose_process_died_is_restarted(start_celery_worker, user, wa
     wait_for_status(project, ProjectStatus.RUNNING)
     sandbox = Sandbox.objects.get(project=project)
     old_pid = _ttyd_processes(sandbox.name)[0]
-    os.kill(old_pid, signal.SIGKILL)
+    # The whole sandbox dies (its init killed, as the kernel's OOM killer or a crash would); a ttyd
+    # that dies alone is started again inside (tests/sandboxes/test_terminal_survival.py).
+    spec = build_spec(sandbox)
+    os.kill(isolation.namespace_child(int((get_sandbox_backend().run_dir(spec) / "sandbox.pid").read_text())), signal.SIGKILL)
 
     def restarted():
         pids = _ttyd_processes(sandbox.name)
