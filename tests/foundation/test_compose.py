@@ -168,7 +168,13 @@ def test_every_setting_is_documented_in_the_env_example_or_fixed_by_compose(comp
     fixed = {variable.removesuffix("_FILE") for variable in compose["services"]["web"]["environment"]}
     # Only meaningful on a laptop or in the test suite, not in this topology.
     development_only = {"STATE_DIR", "DATABASE_TEST_NAME", "LOCAL_SANDBOX_ROOT", "LOCAL_DATABASE_ADMIN_URL",
-                        "TTYD_BINARY", "CELERY_QUEUE", "GITHUB_OAUTH_BASE_URL", "GITHUB_API_BASE_URL"}
+                        "TTYD_BINARY", "CELERY_QUEUE", "GITHUB_OAUTH_BASE_URL", "GITHUB_API_BASE_URL",
+                        # The local backend's: compose runs the kubernetes one.
+                        "LOCAL_SANDBOX_ISOLATION", "LOCAL_SANDBOX_UID_BASE", "LOCAL_SANDBOX_MEMORY_MB",
+                        "LOCAL_SANDBOX_CPUS", "LOCAL_SANDBOX_MAX_PROCESSES", "LOCAL_SANDBOX_TMP_MB",
+                        "CLAUDE_CODE_BINARY",
+                        # The test suite's fast hasher; production keeps Django's.
+                        "PASSWORD_HASHERS"}
 
     assert sorted(variables_settings_read() - documented - fixed - development_only) == []
 
@@ -239,7 +245,9 @@ def test_dockerfile_builds_a_non_root_image_with_static_files():
     instructions = [line.split()[0] for line in dockerfile.splitlines() if line and not line[0] in "# "]
 
     assert "FROM python:3.11-slim\n" in dockerfile
-    assert "RUN npm ci --no-audit --no-fund\n" in dockerfile
+    # The front-end packages only: the Claude Code CLI (an optional dependency) is for local sandboxes.
+    assert "COPY package.json package-lock.json .npmrc ./\n" in dockerfile
+    assert "RUN npm ci --no-audit --no-fund --omit=optional\n" in dockerfile
     assert "RUN pip install . \\\n" in dockerfile
     assert "python manage.py collectstatic --no-input\n" in dockerfile
     assert "EXPOSE 8000\n" in dockerfile

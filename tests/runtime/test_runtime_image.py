@@ -126,10 +126,12 @@ def test_dockerfile_copies_only_files_that_exist():
     copies = [argument.split() for argument in arguments_of("COPY")]
 
     sources = [word for words in copies for word in words[:-1] if not word.startswith("--")]
-    assert sources == ["template/", "bashrc", "entrypoint.sh", "terminal-session.sh", "welcome.sh"]
+    assert sources == ["template/", "bashrc", "entrypoint.sh", "terminal-session.sh", "welcome.sh", "environment.sh"]
     for source in sources:
         assert (RUNTIME / source).exists(), source
     assert ["--chmod=0755", "entrypoint.sh", "terminal-session.sh", "welcome.sh", "/opt/fullstackagent/bin/"] in copies
+    # Login shells read the project's current variables (the mounted env Secret).
+    assert ["environment.sh", "/etc/profile.d/fullstackagent-env.sh"] in copies
     assert (RUNTIME / "template" / "app" / "page.tsx").is_file()
     assert (RUNTIME / "template" / "app" / "layout.tsx").is_file()
     assert json.loads((RUNTIME / "template" / "package.json").read_text())["dependencies"].keys() == {
