@@ -45,6 +45,9 @@ class BenchPlatform:
         os.environ["STATE_DIR"] = os.environ.get("STATE_DIR", str(embedded.state_dir()))
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fullstackagent.settings")
         os.environ.setdefault("LOG_LEVEL", "WARNING")
+        # A benchmark's user makes far more projects than any quota allows.
+        os.environ.setdefault("QUOTA_PROJECTS", "1000000")
+        os.environ.setdefault("QUOTA_RUNNING_SANDBOXES", "1000000")
         import django
         from django.core.management import call_command
 

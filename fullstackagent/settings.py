@@ -298,6 +298,13 @@ LOCAL_SANDBOX_TMP_MB = env_int("LOCAL_SANDBOX_TMP_MB", 1024, minimum=16)
 # package.json's @anthropic-ai/claude-code.
 CLAUDE_CODE_BINARY = env_str("CLAUDE_CODE_BINARY", "")
 
+# Default per-user limits (an operator overrides them per user in the admin: identities.UserQuota).
+# 0 for a count means none allowed.
+QUOTA_PROJECTS = env_int("QUOTA_PROJECTS", 20, minimum=0)
+QUOTA_RUNNING_SANDBOXES = env_int("QUOTA_RUNNING_SANDBOXES", 5, minimum=0)
+QUOTA_SANDBOX_CPU = env_str("QUOTA_SANDBOX_CPU", "2")  # the pod's CPU limit on Kubernetes
+QUOTA_SANDBOX_MEMORY = env_str("QUOTA_SANDBOX_MEMORY", "4Gi")  # the pod's memory limit on Kubernetes
+
 # Kubernetes backend.
 KUBERNETES_INGRESS_DOMAIN = env_str("KUBERNETES_INGRESS_DOMAIN", "")
 KUBERNETES_RUNTIME_IMAGE = env_str("KUBERNETES_RUNTIME_IMAGE", "ghcr.io/fullstackagent/runtime:0.1.0")

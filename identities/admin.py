@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from identities.encryption import mask
-from identities.models import UserConfig, UserIdentity
+from identities.models import UserConfig, UserIdentity, UserQuota
 
 
 @admin.register(UserIdentity)
@@ -31,3 +31,10 @@ class UserConfigAdmin(admin.ModelAdmin):
     @admin.display(description="value")
     def shown_value(self, config):
         return mask(config.value) if config.is_secret else config.value[:200]
+
+
+@admin.register(UserQuota)
+class UserQuotaAdmin(admin.ModelAdmin):
+    list_display = ["user", "max_projects", "max_running_sandboxes", "sandbox_cpu", "sandbox_memory"]
+    search_fields = ["user__username"]
+    raw_id_fields = ["user"]

@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 
@@ -111,3 +112,51 @@ class ApiToken(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked is None
+
+
+class UserQuota(models.Model):
+    """An operator's limits for one user (Django admin); a user without a row, or an empty field,
+    gets the default from settings (QUOTA_*). Enforced by projects.services when a project is made
+    or started."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="quota")
+    max_projects = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Projects the user may have (not deleted). Empty: QUOTA_PROJECTS. 0: none."
+    )
+    max_running_sandboxes = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Sandboxes that may run (or be starting) at once. Empty: QUOTA_RUNNING_SANDBOXES. 0: none.",
+    )
+    sandbox_cpu = models.CharField(
+        max_length=16,
+        blank=True,
+        validators=[RegexValidator(r"^[0-9]+(\.[0-9]+)?m?$", "A Kubernetes CPU quantity, e.g. 2, 1.5 or 500m.")],
+        help_text='Kubernetes: CPU limit of each sandbox pod, e.g. "2" or "500m". Empty: QUOTA_SANDBOX_CPU.'
+    )
+    sandbox_memory = models.CharField(
+        max_length=16,
+        blank=True,
+        validators=[RegexValidator(r"^[0-9]+(Ki|Mi|Gi|Ti)?$", "A Kubernetes memory quantity, e.g. 4Gi or 512Mi.")],
+        help_text='Kubernetes: memory limit of each sandbox pod, e.g. "4Gi". Empty: QUOTA_SANDBOX_MEMORY.'
+    )
+
+    def __str__(self):
+        return f"quota of {self.user}"
+
+    @classmethod
+    def limits_for(cls, user_id: int) -> dict:
+        """The user's limits: their row's values where set, the settings' defaults otherwise."""
+        quota = cls.objects.filter(user_id=user_id).first()
+
+        def pick(field, default):
+            value = getattr(quota, field) if quota else None
+            return default if value in (None, "") else value
+
+        return {
+            "projects": pick("max_projects", settings.QUOTA_PROJECTS),
+            "running_sandboxes": pick("max_running_sandboxes", settings.QUOTA_RUNNING_SANDBOXES),
+            "sandbox_cpu": pick("sandbox_cpu", settings.QUOTA_SANDBOX_CPU),
+            "sandbox_memory": pick("sandbox_memory", settings.QUOTA_SANDBOX_MEMORY),
+        }
+

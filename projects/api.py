@@ -56,9 +56,10 @@ class ProjectListCreate(APIView):
     @extend_schema(
         operation_id="projects_create",
         request=ProjectCreateSerializer,
-        responses={201: ProjectSerializer, **errors(400)},
+        responses={201: ProjectSerializer, **errors(400, 409)},
         summary="Create a project (its sandbox and database are created in the background)",
-        description="400 `KUBECONFIG_MISSING` when the Kubernetes backend is used and the user has no kubeconfig.",
+        description="400 `KUBECONFIG_MISSING` when the Kubernetes backend is used and the user has no kubeconfig; "
+        "409 `QUOTA_EXCEEDED` over the user's project or running-sandbox limit (the message says which).",
     )
     def post(self, request):
         serializer = ProjectCreateSerializer(data=request.data)
@@ -67,6 +68,8 @@ class ProjectListCreate(APIView):
             project = services.do_create_project(request.user, **serializer.validated_data)
         except services.KubeconfigMissing as error:
             raise ApiFailure(str(error), error.code) from None
+        except services.QuotaExceeded as error:
+            raise ApiFailure(str(error), error.code, status.HTTP_409_CONFLICT) from None
         project = selectors.just_created(project)
         return Response(ProjectSerializer(project).data, status=status.HTTP_201_CREATED)
 
@@ -79,6 +82,8 @@ def _run_action(request, project_id, service, message: str) -> Response:
     project = selectors.owned_project(request.user, project_id)
     try:
         project = service(project)
+    except services.QuotaExceeded as error:
+        raise ApiFailure(str(error), error.code, status.HTTP_409_CONFLICT) from None
     except services.ActionNotAllowed as error:
         raise ApiFailure(str(error), error.code) from None
     return _action_result(message.format(name=project.name), project)
@@ -112,7 +117,7 @@ class ProjectAction(APIView):
     service = None
     message = ""
 
-    @extend_schema(request=None, responses={200: ProjectActionResultSerializer, **errors(400, 404)})
+    @extend_schema(request=None, responses={200: ProjectActionResultSerializer, **errors(400, 404, 409)})
     def post(self, request, project_id: int):
         return _run_action(request, project_id, type(self).service, self.message)
 

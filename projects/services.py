@@ -1,4 +1,4 @@
-"""Writes to projects: create, start, stop, delete, environment variables.
+"""Writes to projects: create, start, stop, restart, delete, environment variables; quotas.
 
 Each ``do_<verb>`` validates, locks the project row, changes the desired state of its resources in
 one transaction and queues their reconcile tasks after commit. Nothing here waits for
@@ -9,13 +9,14 @@ import re
 import secrets
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from databases.models import Database
 from fullstackagent.status import ProjectStatus, ResourceStatus, aggregate_status
-from identities.models import ConfigKey, UserConfig
+from identities.models import ConfigKey, UserConfig, UserQuota
 from projects.models import Environment, EnvironmentCategory, Project
 from projects.naming import k8s_project_name, resource_name, validate_project_name
 from sandboxes.environment import RESERVED_KEYS, TERMINAL_TOKEN_KEY
@@ -32,6 +33,49 @@ class ActionNotAllowed(Exception):
 
 class KubeconfigMissing(Exception):
     code = "KUBECONFIG_MISSING"
+
+
+class QuotaExceeded(ActionNotAllowed):
+    """Over one of the user's limits (identities.UserQuota, settings QUOTA_*): HTTP 409; the message
+    says the limit and how to free one."""
+
+    def __init__(self, message: str):
+        super().__init__(message, code="QUOTA_EXCEEDED")
+
+
+# Sandboxes that count as running for the quota: everything that holds (or is about to hold) a
+# process or a pod.
+_COUNTED_AS_RUNNING = [ResourceStatus.CREATING, ResourceStatus.STARTING, ResourceStatus.RUNNING, ResourceStatus.UPDATING]
+
+
+def _lock_user(user_id: int) -> None:
+    """Serializes one user's creates and starts, so two at once cannot both pass a quota check.
+    Taken before any project row (user, then project: the one order)."""
+    get_user_model().objects.select_for_update().filter(pk=user_id).values_list("pk", flat=True).first()
+
+
+def check_running_quota(user_id: int, limits: dict, *, starting_project_id: int | None = None) -> None:
+    limit = limits["running_sandboxes"]
+    running = (
+        Sandbox.objects.filter(project__user_id=user_id, status__in=_COUNTED_AS_RUNNING)
+        .exclude(project_id=starting_project_id)
+        .count()
+    )
+    if running >= limit:
+        raise QuotaExceeded(
+            f"Your limit is {limit} running sandbox{'es' if limit != 1 else ''} and {running} "
+            f"{'are' if running != 1 else 'is'} running or starting. Stop a project you are not using, then try again."
+        )
+
+
+def check_project_quota(user_id: int, limits: dict) -> None:
+    limit = limits["projects"]
+    count = Project.objects.visible().filter(user_id=user_id).exclude(status=ProjectStatus.TERMINATING).count()
+    if count >= limit:
+        raise QuotaExceeded(
+            f"Your limit is {limit} project{'s' if limit != 1 else ''} and you have {count}. "
+            "Delete a project you no longer need, then try again."
+        )
 
 
 START, STOP, DELETE, RESTART = "start", "stop", "delete", "restart"
@@ -121,6 +165,10 @@ def do_create_project(user, *, name: str, description: str = "") -> Project:
     name = validate_project_name(name)
     if settings.SANDBOX_BACKEND == "kubernetes" and not user_has_kubeconfig(user):
         raise KubeconfigMissing("Add your kubeconfig in settings before creating a project.")
+    _lock_user(user.pk)
+    limits = UserQuota.limits_for(user.pk)
+    check_project_quota(user.pk, limits)
+    check_running_quota(user.pk, limits)  # its sandbox starts at once
     k8s_name = k8s_project_name(name)
     project = Project.objects.create(user=user, name=name, k8s_name=k8s_name, description=description.strip())
     now = timezone.now()
@@ -174,6 +222,8 @@ def _run_action(project: Project, action: str, target: str, skip: set[str]) -> P
 @transaction.atomic
 def do_start_project(project: Project) -> Project:
     """STOPPED, STOPPING or ERROR resources → STARTING (an ERROR one is re-created as needed)."""
+    _lock_user(project.user_id)
+    check_running_quota(project.user_id, UserQuota.limits_for(project.user_id), starting_project_id=project.pk)
     return _run_action(project, START, ResourceStatus.STARTING, {ResourceStatus.RUNNING, ResourceStatus.STARTING})
 
 

@@ -82,6 +82,8 @@ def project_list(request):
         except services.KubeconfigMissing as error:
             messages.error(request, str(error))
             return redirect(f"{reverse('settings')}?tab=kubernetes")
+        except services.QuotaExceeded as error:
+            messages.error(request, str(error))
         else:
             messages.success(request, f"Project {project.name} is being created; its card turns green when it runs.")
         return redirect("project-list")

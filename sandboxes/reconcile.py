@@ -8,7 +8,7 @@ from django.utils import timezone
 from databases.models import Database
 from fullstackagent.reconcile import StepResult
 from fullstackagent.status import ResourceStatus
-from identities.models import ConfigKey
+from identities.models import ConfigKey, UserQuota
 from identities.services import user_config_map
 from projects.models import Environment
 from sandboxes.backends import get_sandbox_backend
@@ -25,6 +25,7 @@ DRIFT_NOTE = "The sandbox was found"
 def build_spec(sandbox: Sandbox) -> SandboxSpec:
     project = sandbox.project
     user_config = user_config_map(project.user_id)
+    limits = UserQuota.limits_for(project.user_id)
     database = Database.objects.filter(project_id=project.pk).exclude(status=ResourceStatus.TERMINATED).first()
     environment = build_environment(
         project_name=project.name,
@@ -45,6 +46,8 @@ def build_spec(sandbox: Sandbox) -> SandboxSpec:
         environment_hash=environment_hash(environment),
         runtime_state=dict(sandbox.runtime_state or {}),
         recreate_workspace=sandbox.recreate_requested,
+        cpu_limit=limits["sandbox_cpu"],
+        memory_limit=limits["sandbox_memory"],
     )
 
 

@@ -11,7 +11,7 @@ from django.urls import reverse
 from databases.models import Database
 from fullstackagent.status import ProjectStatus, ResourceStatus
 from identities.encryption import mask
-from identities.models import ConfigCategory, IdentityProvider, UserConfig, UserIdentity
+from identities.models import ConfigCategory, IdentityProvider, UserConfig, UserIdentity, UserQuota
 from projects.models import Environment, EnvironmentCategory, Project
 from sandboxes.models import Sandbox, TerminalSession
 
@@ -50,6 +50,7 @@ def platform_rows(user, other_user):
         user=user, key="KUBECONFIG", value=KUBECONFIG, category=ConfigCategory.KUBERNETES, is_secret=True
     )
     UserConfig.objects.create(user=user, key="SYSTEM_PROMPT", value="Prefer Postgres.", category=ConfigCategory.AGENT)
+    UserQuota.objects.create(user=user, max_projects=7, sandbox_memory="2Gi")
     blog_sandbox = Sandbox.objects.create(
         project=blog, name="myblog-agentruntime-a1b2c3", status=ResourceStatus.RUNNING, ttyd_url="http://127.0.0.1:41234"
     )

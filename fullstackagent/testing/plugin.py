@@ -48,6 +48,9 @@ def _prepare_environment() -> None:
     # PBKDF2's million iterations cost 0.8 s per password on a 2-core machine, and the suite makes
     # hundreds of users. Through the environment so the daphne and Celery processes it starts agree.
     os.environ.setdefault("PASSWORD_HASHERS", "django.contrib.auth.hashers.MD5PasswordHasher")
+    # Tests make many projects for one user; the quota tests set their own limits.
+    os.environ.setdefault("QUOTA_PROJECTS", "100000")
+    os.environ.setdefault("QUOTA_RUNNING_SANDBOXES", "100000")
 
 
 def pytest_unconfigure(config):

@@ -45,6 +45,9 @@ class SandboxSpec:
     runtime_state: Mapping = field(default_factory=dict)
     # The user asked to start again with an empty home after the old one was found gone.
     recreate_workspace: bool = False
+    # Kubernetes: the pod's limits, from the owner's quota (identities.UserQuota).
+    cpu_limit: str = "2"
+    memory_limit: str = "4Gi"
 
 
 @dataclass

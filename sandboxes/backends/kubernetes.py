@@ -178,7 +178,13 @@ class KubernetesSandboxBackend:
             environment_hash=spec.environment_hash,
         )
         statefulset = manifests.stateful_set(
-            name=spec.name, namespace=namespace, labels=labels, image=settings.KUBERNETES_RUNTIME_IMAGE, replicas=replicas
+            name=spec.name,
+            namespace=namespace,
+            labels=labels,
+            image=settings.KUBERNETES_RUNTIME_IMAGE,
+            replicas=replicas,
+            cpu_limit=spec.cpu_limit,
+            memory_limit=spec.memory_limit,
         )
         service = manifests.service(name=spec.name, namespace=namespace, labels=labels)
         ingresses = [

@@ -132,7 +132,9 @@ def _sandbox_security_context() -> dict:
     }
 
 
-def stateful_set(*, name: str, namespace: str, labels: dict, image: str, replicas: int) -> dict:
+def stateful_set(
+    *, name: str, namespace: str, labels: dict, image: str, replicas: int, cpu_limit: str = "2", memory_limit: str = "4Gi"
+) -> dict:
     env_from = [{"secretRef": {"name": env_secret_name(name)}}]
     home_mount = [{"name": HOME_VOLUME, "mountPath": HOME}]
     return {
@@ -210,9 +212,9 @@ def stateful_set(*, name: str, namespace: str, labels: dict, image: str, replica
                             },
                             "resources": {
                                 "requests": {"cpu": "20m", "memory": "25Mi"},
-                                # 2000m / 4096Mi in the original, written as the API server
-                                # stores them, so a re-read never looks like drift.
-                                "limits": {"cpu": "2", "memory": "4Gi"},
+                                # 2000m / 4096Mi in the original (the default quota), written as
+                                # the API server stores them, so a re-read never looks like drift.
+                                "limits": {"cpu": cpu_limit, "memory": memory_limit},
                             },
                             "volumeMounts": home_mount
                             + [{"name": ENV_VOLUME, "mountPath": ENV_MOUNT_PATH, "readOnly": True}],
