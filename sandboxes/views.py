@@ -7,8 +7,11 @@ from django.http import Http404, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
+from databases.models import Database
 from fullstackagent.status import ResourceStatus
+from projects.services import START, allowed_actions
 from sandboxes import terminal
+from sandboxes.models import Sandbox
 from sandboxes.terminal import UploadRefused
 
 
@@ -41,9 +44,19 @@ def terminal_page(request, project_id):
         {
             "project": project,
             "state": _sandbox_state(project),
+            # The overlay of a stopped project offers Start (the same rule as the project cards).
+            "can_start": START in allowed_actions(project.status, _resource_statuses(project)),
             "max_upload_bytes": settings.TERMINAL_UPLOAD_MAX_BYTES,
             "chunk_bytes": terminal.UPLOAD_CHUNK_BYTES,
         },
+    )
+
+
+def _resource_statuses(project) -> list[str]:
+    return list(
+        Sandbox.objects.filter(project=project).values_list("status", flat=True).union(
+            Database.objects.filter(project=project).values_list("status", flat=True), all=True
+        )
     )
 
 

@@ -118,6 +118,8 @@
       });
       this.fit = new FitAddon.FitAddon();
       this.term.loadAddon(this.fit);
+      // URLs the shell or the agent prints open in a new tab (the app's address, docs).
+      this.term.loadAddon(new WebLinksAddon.WebLinksAddon());
       this.term.open(this.pane);
       this.term.onData((data) => this.send(frame("0", data)));
       this.term.onBinary((data) => {
@@ -390,7 +392,13 @@
   }
 
   document.getElementById("terminal-copy").addEventListener("click", () => activeTab && copySelection(activeTab));
-  document.getElementById("terminal-paste").addEventListener("click", () => activeTab && pasteClipboard(activeTab));
+  // The button gives the focus back to the terminal: the next Enter must reach the shell, not
+  // press the button (and paste) again.
+  document.getElementById("terminal-paste").addEventListener("click", async () => {
+    if (!activeTab) return;
+    await pasteClipboard(activeTab);
+    activeTab.term.focus();
+  });
 
   // --- uploads: drop or paste files onto the terminal ---------------------------------------------
 

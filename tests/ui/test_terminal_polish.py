@@ -1,0 +1,92 @@
+"""Rough edges of the terminal and settings pages, each seen in a browser or on the page."""
+
+import pytest
+
+from fullstackagent.status import ProjectStatus, ResourceStatus
+from fullstackagent.testing.processes import wait_for
+from projects import services
+from projects.models import Project
+from sandboxes.backends import get_sandbox_backend
+from sandboxes.models import Sandbox
+from sandboxes.reconcile import build_spec
+from tests.ui.conftest import put_in_state
+
+TERMINAL = "#terminal-panes .terminal-pane.active"
+TERMINAL_ROWS = TERMINAL + " .xterm-rows"
+
+
+def _screen_matches(page, pattern, timeout_ms=30000):
+    page.wait_for_function(
+        "([selector, pattern]) => { const rows = document.querySelector(selector);"
+        " return rows && new RegExp(pattern, 'm').test(rows.innerText.replace(/\\u00a0/g, ' ')); }",
+        arg=[TERMINAL_ROWS, pattern],
+        timeout=timeout_ms,
+    )
+
+
+@pytest.mark.browser
+def test_links_in_the_terminal_are_clickable_and_paste_gives_the_focus_back(celery_worker, signed_in_page, user):
+    project = services.do_create_project(user, name="Polish")
+    wait_for(lambda: Project.objects.get(pk=project.pk).status == ProjectStatus.RUNNING, timeout=60, message="running")
+    page = signed_in_page(user)
+    try:
+        page.goto(f"/projects/{project.pk}/terminal/")
+        _screen_matches(page, r"[$#]\s*$", timeout_ms=60000)
+        page.click(TERMINAL + " .xterm-screen")
+        page.keyboard.type("clear; echo https://example.com/docs")
+        page.keyboard.press("Enter")
+        _screen_matches(page, r"^https://example\.com/docs\s*$")
+
+        # Hovering the printed URL makes it a link (the web-links addon): xterm.js shows a pointer.
+        row = page.locator(TERMINAL_ROWS + " > div", has_text="https://example.com/docs").last
+        box = row.bounding_box()
+        page.mouse.move(box["x"] + 20, box["y"] + box["height"] / 2)
+        page.wait_for_selector(TERMINAL + " .xterm-screen.xterm-cursor-pointer", timeout=5000)
+
+        # Paste, then Enter: the Enter reaches the shell, not the Paste button again.
+        page.evaluate("() => navigator.clipboard.writeText('echo pasted-$((20+1))')")
+        page.click("#terminal-paste")
+        assert page.evaluate("() => document.activeElement.classList.contains('xterm-helper-textarea')")
+        page.keyboard.press("Enter")
+        _screen_matches(page, r"^pasted-21\s*$")
+        assert page.inner_text(TERMINAL_ROWS).count("pasted-21") == 1  # pasted once, run once
+        assert page.console_errors == []
+    finally:
+        get_sandbox_backend().delete(build_spec(Sandbox.objects.get(project=project)))
+
+
+def test_a_stopped_projects_terminal_page_offers_start(user_client, user):
+    project = put_in_state(services.do_create_project(user, name="Sleeper"), ResourceStatus.STOPPED)
+
+    page = user_client.get(f"/projects/{project.pk}/terminal/").content.decode()
+    response = user_client.post(f"/projects/{project.pk}/start/", {"next": f"/projects/{project.pk}/terminal/"})
+
+    assert 'id="terminal-start"' in page
+    assert f'action="/projects/{project.pk}/start/"' in page
+    assert response.status_code == 302 and response["Location"] == f"/projects/{project.pk}/terminal/"
+    assert Project.objects.get(pk=project.pk).status == ProjectStatus.STARTING
+
+
+def test_a_running_projects_terminal_page_offers_no_start(user_client, user):
+    project = put_in_state(services.do_create_project(user, name="Awake"), ResourceStatus.RUNNING)
+
+    assert 'id="terminal-start"' not in user_client.get(f"/projects/{project.pk}/terminal/").content.decode()
+
+
+def test_the_kubernetes_tab_says_a_kubeconfig_is_unused_with_the_local_backend(user_client, settings):
+    settings.SANDBOX_BACKEND = "local"
+    local = user_client.get("/settings/?tab=kubernetes").content.decode()
+    settings.SANDBOX_BACKEND = "kubernetes"
+    kubernetes = user_client.get("/settings/?tab=kubernetes").content.decode()
+
+    assert 'id="kubeconfig-unused"' in local
+    assert 'id="kubeconfig-unused"' not in kubernetes
+
+
+def test_the_secrets_page_does_not_promise_what_reveal_breaks(user_client, user):
+    project = services.do_create_project(user, name="Secretive")
+
+    page = user_client.get(f"/projects/{project.pk}/secrets/").content.decode()
+
+    assert "never shown again" not in page
+    assert "a value is shown only when you click Reveal" in page
