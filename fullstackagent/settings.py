@@ -202,7 +202,7 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 # Front-end packages installed by npm (package.json); served as /static/vendor/<package>/... Only
 # these: node_modules also holds the Claude Code CLI for local sandboxes, which is no static file.
 NODE_MODULES_DIR = BASE_DIR / "node_modules"
-FRONTEND_PACKAGES = ("@xterm", "htmx.org")
+FRONTEND_PACKAGES = ("@xterm", "htmx.org", "@fontsource")
 for _package in FRONTEND_PACKAGES:
     if (NODE_MODULES_DIR / _package).exists():
         STATICFILES_DIRS.append((f"vendor/{_package}", NODE_MODULES_DIR / _package))

@@ -112,8 +112,11 @@
       this.term = new Terminal({
         scrollback: 10000,
         cursorBlink: true,
-        fontFamily: 'ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace',
+        // The web font from npm (@fontsource/jetbrains-mono): with the system fonts, underscores
+        // fell below the cell and vanished. lineHeight leaves room under the baseline.
+        fontFamily: '"JetBrains Mono", ui-monospace, Menlo, Consolas, monospace',
         fontSize: 14,
+        lineHeight: 1.2,
         theme: { background: "#0f1419" },
       });
       this.fit = new FitAddon.FitAddon();
@@ -553,13 +556,19 @@
   window.addEventListener("resize", () => activeTab && activeTab.fitToPane());
   if (window.ResizeObserver) new ResizeObserver(() => activeTab && activeTab.fitToPane()).observe(panes);
 
-  const names = savedTabNames();
-  if (!names.includes("main")) names.unshift("main");
-  for (const name of names) openTab(name);
-  activate(tabs.get("main"));
-  checkEnvironment();
-  if (!sandboxRunning) {
-    showOverlay("Sandbox: " + (app.dataset.sandboxStatus || "none"), "The terminal opens when the sandbox is RUNNING.");
-    pollStatus();
+  function start() {
+    const names = savedTabNames();
+    if (!names.includes("main")) names.unshift("main");
+    for (const name of names) openTab(name);
+    activate(tabs.get("main"));
+    checkEnvironment();
+    if (!sandboxRunning) {
+      showOverlay("Sandbox: " + (app.dataset.sandboxStatus || "none"), "The terminal opens when the sandbox is RUNNING.");
+      pollStatus();
+    }
   }
+  // xterm.js measures a cell once, when a terminal opens: wait for the font (a second at most, then
+  // the fallback font) so the grid fits the font that draws it.
+  const fontReady = document.fonts ? document.fonts.load('14px "JetBrains Mono"') : Promise.resolve();
+  Promise.race([fontReady, new Promise((resolve) => setTimeout(resolve, 1000))]).then(start, start);
 })();

@@ -90,3 +90,26 @@ def test_the_secrets_page_does_not_promise_what_reveal_breaks(user_client, user)
 
     assert "never shown again" not in page
     assert "a value is shown only when you click Reveal" in page
+
+
+@pytest.mark.browser
+def test_the_terminal_font_is_a_loaded_web_font_and_the_upload_bar_leaves_its_size(signed_in_page, user):
+    project = put_in_state(services.do_create_project(user, name="Fonts"), ResourceStatus.STOPPED)
+    page = signed_in_page(user)
+    page.goto(f"/projects/{project.pk}/terminal/")
+    page.wait_for_selector(TERMINAL + " .xterm-screen")
+
+    # Loaded from this site (document.fonts.check alone is true for a family nobody declared).
+    assert page.evaluate(
+        """() => [...document.fonts].some(face => face.family.replace(/["']/g, '') === 'JetBrains Mono'
+                                                   && face.status === 'loaded')"""
+    )
+    assert page.evaluate("() => getComputedStyle(document.querySelector('.xterm-rows')).fontFamily").startswith('"JetBrains Mono"')
+    # Rows are taller than the font (lineHeight 1.2), so nothing under the baseline is clipped.
+    row_height = page.evaluate("() => document.querySelector('.xterm-rows > div').getBoundingClientRect().height")
+    assert row_height >= 14 * 1.2 - 0.5
+    before = page.evaluate("() => document.getElementById('terminal-panes').getBoundingClientRect().height")
+    page.evaluate("() => { document.getElementById('terminal-upload').hidden = false; }")
+    after = page.evaluate("() => document.getElementById('terminal-panes').getBoundingClientRect().height")
+    assert after == before
+    assert page.console_errors == []
