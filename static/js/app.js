@@ -6,6 +6,8 @@
   const csrfToken = () => document.body.dataset.csrfToken || "";
 
   // --- toasts: what an action without a page load did -----------------------------------------
+  const TOAST_MS = 6000;
+  const MAX_TOASTS = 3;
   function toast(message, level) {
     const region = document.getElementById("toasts");
     if (!region || !message) return;
@@ -22,10 +24,16 @@
     close.addEventListener("click", () => item.remove());
     item.append(text, close);
     region.append(item);
+    // A few at a time: a burst of actions must not stack toasts over the page.
+    while (region.children.length > MAX_TOASTS) region.firstElementChild.remove();
     // Errors stay until dismissed: they say what to do, and that takes reading.
-    if (level !== "error") setTimeout(() => item.remove(), 6000);
+    if (level !== "error") setTimeout(() => item.remove(), TOAST_MS);
   }
   window.fsa = { toast };
+  // The page's own success and info messages (after a form post) go the same way.
+  document.querySelectorAll(".messages .message-success, .messages .message-info").forEach((item) => {
+    setTimeout(() => item.remove(), TOAST_MS);
+  });
 
   // Views answer htmx requests with HX-Trigger: {"toast": {"message", "level"}}.
   document.body.addEventListener("toast", (event) => toast(event.detail.message, event.detail.level));

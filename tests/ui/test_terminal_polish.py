@@ -113,3 +113,27 @@ def test_the_terminal_font_is_a_loaded_web_font_and_the_upload_bar_leaves_its_si
     after = page.evaluate("() => document.getElementById('terminal-panes').getBoundingClientRect().height")
     assert after == before
     assert page.console_errors == []
+
+
+@pytest.mark.browser
+def test_toasts_do_not_pile_up_and_success_messages_go_away(signed_in_page, user):
+    page = signed_in_page(user)
+    page.goto("/")
+    for number in range(5):
+        page.evaluate("(n) => window.fsa.toast('Project ' + n + ' is being created.', 'success')", number)
+
+    assert page.locator("#toasts .toast").count() == 3
+    assert page.locator("#toasts .toast").first.inner_text().startswith("Project 2 is being created.")
+    page.wait_for_selector("#toasts .toast", state="detached", timeout=10000)
+
+    # A page's own success message (a form post without JavaScript) goes away as well.
+    page.goto("/")
+    page.evaluate(
+        """() => { const form = document.createElement('form'); form.method = 'post'; form.action = '/';
+                   const csrf = document.querySelector('[name=csrfmiddlewaretoken]').cloneNode();
+                   const name = document.createElement('input'); name.name = 'name'; name.value = 'Form Made';
+                   form.append(csrf, name); document.body.append(form); form.submit(); }"""
+    )
+    page.wait_for_selector(".messages .message-success")
+    page.wait_for_selector(".messages .message-success", state="detached", timeout=10000)
+    assert Project.objects.filter(user=user, name="Form Made").exists()
