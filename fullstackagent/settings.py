@@ -98,6 +98,8 @@ MIDDLEWARE = [
     "allauth.account.middleware.AccountMiddleware",
     # After XFrameOptionsMiddleware: lets the Sealos desktop (only) frame the app.
     "identities.middleware.SealosFramingMiddleware",
+    # A view's 404 is the site's own page, also with DEBUG on (fullstackagent.site_pages).
+    "fullstackagent.site_pages.NotFoundPageMiddleware",
 ]
 
 ROOT_URLCONF = "fullstackagent.urls"
