@@ -7,6 +7,7 @@ Another user's project, variable or database answers 404 exactly like a missing 
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import status
 from rest_framework.response import Response
+from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
 from fullstackagent.exceptions import ApiError, ApiFailure
@@ -293,3 +294,23 @@ class DatabaseReveal(APIView):
     def post(self, request, project_id: int):
         project = selectors.owned_project(request.user, project_id)
         return Response(DatabaseConnectionSerializer(selectors.database_connection(project)).data)
+
+
+class ApiRoot(APIView):
+    """GET /api/: where the API's resources are (the browsable API's front page)."""
+
+    name = "FullstackAgent API"
+    permission_classes = []  # a map of the API, nothing of any user's
+
+    @extend_schema(exclude=True)
+    def get(self, request):
+        return Response(
+            {
+                "projects": reverse("api-projects", request=request),
+                "userConfig": reverse("api-user-config", request=request),
+                "apiTokens": reverse("api-user-tokens", request=request),
+                "schema": reverse("api-schema", request=request),
+                "docs": reverse("api-docs", request=request),
+                "site": request.build_absolute_uri("/"),
+            }
+        )

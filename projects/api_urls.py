@@ -6,6 +6,7 @@ from identities import api as identities_api
 from projects import api
 
 urlpatterns = [
+    path("", api.ApiRoot.as_view(), name="api-root"),
     path("projects", api.ProjectListCreate.as_view(), name="api-projects"),
     path("projects/<int:project_id>", api.ProjectDetail.as_view(), name="api-project"),
     path("projects/<int:project_id>/start", api.ProjectStart.as_view(), name="api-project-start"),

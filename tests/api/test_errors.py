@@ -73,3 +73,20 @@ def test_a_body_in_an_unsupported_media_type_is_415(api):
     assert response.status_code == 415
     assert response.json() == {"message": 'Unsupported media type "text/plain" in request.', "code": "UNSUPPORTED_MEDIA_TYPE"}
     assert Project.objects.count() == 0
+
+
+def test_the_api_root_lists_where_things_are(api):
+    response = api.get("/api/", HTTP_ACCEPT="application/json")
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "projects": "http://testserver/api/projects",
+        "userConfig": "http://testserver/api/user/config",
+        "apiTokens": "http://testserver/api/user/tokens",
+        "schema": "http://testserver/api/schema/",
+        "docs": "http://testserver/api/docs/",
+        "site": "http://testserver/",
+    }
+    browsable = api.get("/api/", HTTP_ACCEPT="text/html")
+    assert browsable.status_code == 200
+    assert "FullstackAgent API" in browsable.content.decode()
