@@ -343,9 +343,18 @@ SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
-DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 # Largest file a user can drop onto the terminal (sent in 5 MB chunks; see sandboxes.terminal).
 TERMINAL_UPLOAD_MAX_BYTES = env_int("TERMINAL_UPLOAD_MAX_BYTES", 1024 * 1024 * 1024, minimum=1)
+
+# --- limits on hostile input (issue 14; README "Limits and security") ----------------------------
+# Largest request body on any path, refused with 413 before it is read (fullstackagent.request_limits).
+# The largest legitimate body is a kubeconfig (256 KiB) or a page of variables; 2 MiB leaves room.
+REQUEST_BODY_MAX_BYTES = env_int("REQUEST_BODY_MAX_BYTES", 2 * 1024 * 1024, minimum=64 * 1024)
+# The terminal's upload endpoint takes one raw chunk of a file per request: its own, larger limit,
+# and the chunk size the page sends.
+TERMINAL_UPLOAD_CHUNK_BYTES = env_int("TERMINAL_UPLOAD_CHUNK_BYTES", 5 * 1024 * 1024, minimum=64 * 1024)
+# Django's own limit on a parsed form or JSON body, kept equal to the limit in front of it.
+DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_BODY_MAX_BYTES
 
 LOGGING = {
     "version": 1,

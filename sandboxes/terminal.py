@@ -149,7 +149,9 @@ def do_finish_terminal(terminal_session_id: int, *, bytes_from_browser: int, byt
 
 # --- uploads -------------------------------------------------------------------------------------
 
-UPLOAD_CHUNK_BYTES = 5 * 1024 * 1024  # the original's resumable upload sent 5 MB chunks
+# The page sends files in chunks of this size (5 MiB, as the original's resumable upload); it is also
+# the upload endpoint's request-body limit (fullstackagent.request_limits).
+UPLOAD_CHUNK_BYTES = settings.TERMINAL_UPLOAD_CHUNK_BYTES
 UPLOAD_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{8,64}")
 # Staged uploads nobody finished (a closed tab) are removed when another upload starts.
 STALE_UPLOAD_SECONDS = 24 * 3600
