@@ -355,6 +355,9 @@ REQUEST_BODY_MAX_BYTES = env_int("REQUEST_BODY_MAX_BYTES", 2 * 1024 * 1024, mini
 TERMINAL_UPLOAD_CHUNK_BYTES = env_int("TERMINAL_UPLOAD_CHUNK_BYTES", 5 * 1024 * 1024, minimum=64 * 1024)
 # Django's own limit on a parsed form or JSON body, kept equal to the limit in front of it.
 DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_BODY_MAX_BYTES
+# Error pages and reports mask passwords inside URLs and every configured secret (DATABASE_URL...).
+DEFAULT_EXCEPTION_REPORTER = "fullstackagent.error_reports.CredentialMaskingReporter"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "fullstackagent.error_reports.CredentialMaskingFilter"
 
 LOGGING = {
     "version": 1,
