@@ -26,6 +26,8 @@ from functools import lru_cache
 from daphne import http_protocol
 from django.conf import settings
 
+from fullstackagent.exceptions import too_large_message
+
 _UPLOAD_PATH = re.compile(r"^/projects/\d+/terminal/upload/?$")
 
 
@@ -34,18 +36,6 @@ def body_limit(path: str) -> int:
     if _UPLOAD_PATH.match(path):
         return settings.TERMINAL_UPLOAD_CHUNK_BYTES
     return settings.REQUEST_BODY_MAX_BYTES
-
-
-def too_large_message(limit: int) -> str:
-    return f"The request body is larger than this endpoint accepts ({_size(limit)}); nothing was done."
-
-
-def _size(limit: int) -> str:
-    if limit % (1024 * 1024) == 0:
-        return f"{limit // (1024 * 1024)} MiB"
-    if limit % 1024 == 0:
-        return f"{limit // 1024} KiB"
-    return f"{limit} bytes"
 
 
 def too_large_response(path: str, accept: str, limit: int) -> tuple[str, bytes]:

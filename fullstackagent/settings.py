@@ -86,6 +86,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # NUL characters and unreadable bodies get a 4xx before any view or query (issue 14).
+    "fullstackagent.middleware.BadInputMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -314,6 +316,12 @@ REST_FRAMEWORK = {
     ],
     # Every error as {message, code, fields?} (fullstackagent.exceptions).
     "EXCEPTION_HANDLER": "fullstackagent.exceptions.api_exception_handler",
+    # DRF's parsers, JSON's answering a too deeply nested body with 400 (fullstackagent.parsers).
+    "DEFAULT_PARSER_CLASSES": [
+        "fullstackagent.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
@@ -358,6 +366,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_BODY_MAX_BYTES
 # Error pages and reports mask passwords inside URLs and every configured secret (DATABASE_URL...).
 DEFAULT_EXCEPTION_REPORTER = "fullstackagent.error_reports.CredentialMaskingReporter"
 DEFAULT_EXCEPTION_REPORTER_FILTER = "fullstackagent.error_reports.CredentialMaskingFilter"
+# Accounts have no e-mail address (sign-up asks for none): a password reset for an unknown
+# address sends nothing, rather than mail to whoever typed it.
+ACCOUNT_EMAIL_UNKNOWN_ACCOUNTS = False
 
 LOGGING = {
     "version": 1,

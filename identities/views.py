@@ -113,7 +113,7 @@ def sealos_sign_in(request):
         return _refusal("ORIGIN_REFUSED", "Sealos sign-in is only accepted from this site's own page.", 403)
     try:
         payload = json.loads(request.body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deeply
         return _refusal("JSON_INVALID", "The request body is not JSON.", 400)
     if not isinstance(payload, dict):
         return _refusal("JSON_INVALID", "The request body must be a JSON object.", 400)

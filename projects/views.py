@@ -53,7 +53,8 @@ def _filters(request) -> tuple[dict, dict]:
     query = ProjectListQuerySerializer(data={key: value for key, value in request.GET.items() if value})
     if query.is_valid():
         return query.validated_data, {}
-    valid = {key: value for key, value in request.GET.items() if key == "q"}
+    # Only what passed: a refused value (a day out of range, a word too long) never reaches the query.
+    valid = {key: value for key, value in query.initial_data.items() if key == "q" and key not in query.errors}
     return valid, {field: str(errors[0]) for field, errors in query.errors.items()}
 
 
