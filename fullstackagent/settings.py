@@ -5,6 +5,7 @@ under the state folder. Production sets DEBUG=false, SECRET_KEY, FIELD_ENCRYPTIO
 DATABASE_URL and REDIS_URL; missing ones stop the process with a message naming them.
 """
 
+import ipaddress
 import secrets
 from pathlib import Path
 
@@ -366,6 +367,14 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_BODY_MAX_BYTES
 # Error pages and reports mask passwords inside URLs and every configured secret (DATABASE_URL...).
 DEFAULT_EXCEPTION_REPORTER = "fullstackagent.error_reports.CredentialMaskingReporter"
 DEFAULT_EXCEPTION_REPORTER_FILTER = "fullstackagent.error_reports.CredentialMaskingFilter"
+# Networks a kubeconfig's server may be on although they are loopback, link-local or the platform's
+# own (identities.kubeconfig refuses those otherwise): e.g. 127.0.0.0/8 for a cluster on this host.
+KUBERNETES_ALLOWED_NETWORKS = env_list("KUBERNETES_ALLOWED_NETWORKS", [])
+for _network in KUBERNETES_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"KUBERNETES_ALLOWED_NETWORKS: {_network!r} is not a network (e.g. 10.0.0.0/8)")
 # Accounts have no e-mail address (sign-up asks for none): a password reset for an unknown
 # address sends nothing, rather than mail to whoever typed it.
 ACCOUNT_EMAIL_UNKNOWN_ACCOUNTS = False

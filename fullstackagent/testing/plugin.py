@@ -45,6 +45,9 @@ def _prepare_environment() -> None:
     # PBKDF2's million iterations cost 0.8 s per password on a 2-core machine, and the suite makes
     # hundreds of users. Through the environment so the daphne and Celery processes it starts agree.
     os.environ.setdefault("PASSWORD_HASHERS", "django.contrib.auth.hashers.MD5PasswordHasher")
+    # The fake Kubernetes API servers of the tests listen on 127.0.0.1, which kubeconfigs may not
+    # name unless the operator allows it (identities.kubeconfig).
+    os.environ.setdefault("KUBERNETES_ALLOWED_NETWORKS", "127.0.0.0/8")
 
 
 def pytest_unconfigure(config):
