@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from projects import selectors, services
@@ -116,7 +117,16 @@ def project_action(request, project_id, action):
     if _is_htmx(request):
         return _with_toast(render(request, "projects/_cards.html", _cards_context(request)), text, level)
     (messages.success if level == "success" else messages.error)(request, text)
-    return redirect(request.POST.get("next") or "project-list")
+    return redirect(_local_next(request) or "project-list")
+
+
+def _local_next(request) -> str | None:
+    """The posted ``next`` when it is a path on this site; None for anything else, so a crafted
+    form cannot send the user on to another site (https://evil.example/, //evil.example/)."""
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        return target
+    return None
 
 
 # --- the project layout --------------------------------------------------------------------------
