@@ -2,9 +2,12 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from fullstackagent.admin_sign_in import admin_sign_in
 from fullstackagent.exceptions import api_not_found
 
 urlpatterns = [
+    # Before the admin's own: operators sign in through the site's sign-in and its limits.
+    path("admin/login/", admin_sign_in),
     path("admin/", admin.site.urls),
     path("", include("fullstackagent.health")),
     path("accounts/", include("allauth.urls")),
