@@ -170,14 +170,20 @@ def _variables_page(request, project_id, category: str, template: str):
     if request.method == "POST":
         form = VariableRowsForm(request.POST, category=category, stored=stored, elsewhere=_elsewhere(project, category))
         if form.is_valid():
-            if form.to_save:
-                services.do_set_variables(project, form.to_save)
-                keys = ", ".join(item["key"] for item in form.to_save)
-                messages.success(request, f"Saved {keys}. {CHANGES_REACH_SANDBOX}")
+            try:
+                if form.to_save:
+                    services.do_set_variables(project, form.to_save)
+            except ValidationError as error:  # the project's limits (count, total size)
+                messages.error(request, f"Nothing was saved: {' '.join(error.messages)}")
             else:
-                messages.info(request, "Nothing changed.")
-            return redirect(_SECTION_URLS[category], project_id=project.pk)
-        messages.error(request, "Nothing was saved: fix the fields marked below.")
+                if form.to_save:
+                    keys = ", ".join(item["key"] for item in form.to_save)
+                    messages.success(request, f"Saved {keys}. {CHANGES_REACH_SANDBOX}")
+                else:
+                    messages.info(request, "Nothing changed.")
+                return redirect(_SECTION_URLS[category], project_id=project.pk)
+        else:
+            messages.error(request, "Nothing was saved: fix the fields marked below.")
     errors = form.errors if form else {}
     new_rows = form.new_rows if form else []
     if not any(not row["key"] and not row["value"] for row in new_rows):
@@ -229,8 +235,12 @@ def _fixed_page(request, project_id, category: str, variables, template: str):
                 to_save.append(
                     {"key": generate, "value": services.generate_secret_value(), "category": category, "is_secret": True}
                 )
-            if to_save:
-                services.do_set_variables(project, to_save)
+            try:
+                if to_save:
+                    services.do_set_variables(project, to_save)
+            except ValidationError as error:  # the project's limits (count, total size)
+                messages.error(request, f"Nothing was saved: {' '.join(error.messages)}")
+                return redirect(_SECTION_URLS[category], project_id=project.pk)
             for key in to_remove:
                 services.do_delete_variable(project, key)
             done = [f"Saved {', '.join(item['key'] for item in to_save)}"] if to_save else []
