@@ -367,6 +367,15 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_BODY_MAX_BYTES
 # Error pages and reports mask passwords inside URLs and every configured secret (DATABASE_URL...).
 DEFAULT_EXCEPTION_REPORTER = "fullstackagent.error_reports.CredentialMaskingReporter"
 DEFAULT_EXCEPTION_REPORTER_FILTER = "fullstackagent.error_reports.CredentialMaskingFilter"
+# Unfinished terminal uploads a user may have at once, and how long one nobody continues is kept
+# (sandboxes.terminal; removed every 10 minutes by the beat).
+TERMINAL_UPLOADS_UNFINISHED_MAX = env_int("TERMINAL_UPLOADS_UNFINISHED_MAX", 3, minimum=1)
+TERMINAL_UPLOAD_STALE_SECONDS = env_int("TERMINAL_UPLOAD_STALE_SECONDS", 3600, minimum=60)
+CELERY_BEAT_SCHEDULE["remove-stale-uploads"] = {
+    "task": "sandboxes.tasks.remove_stale_uploads",
+    "schedule": 600.0,
+    "options": {"expires": 600.0},
+}
 # Networks a kubeconfig's server may be on although they are loopback, link-local or the platform's
 # own (identities.kubeconfig refuses those otherwise): e.g. 127.0.0.0/8 for a cluster on this host.
 KUBERNETES_ALLOWED_NETWORKS = env_list("KUBERNETES_ALLOWED_NETWORKS", [])
