@@ -376,6 +376,8 @@ CELERY_BEAT_SCHEDULE["remove-stale-uploads"] = {
     "schedule": 600.0,
     "options": {"expires": 600.0},
 }
+# How often an open terminal checks its user may still use it (signed in, same password, owner).
+TERMINAL_RECHECK_SECONDS = env_float("TERMINAL_RECHECK_SECONDS", 5.0, minimum=0.05)
 # Networks a kubeconfig's server may be on although they are loopback, link-local or the platform's
 # own (identities.kubeconfig refuses those otherwise): e.g. 127.0.0.0/8 for a cluster on this host.
 KUBERNETES_ALLOWED_NETWORKS = env_list("KUBERNETES_ALLOWED_NETWORKS", [])

@@ -12,10 +12,13 @@ import re
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib import import_module
+from types import SimpleNamespace
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.contrib.auth import get_user
 from django.db.models import F
 from django.http.request import split_domain_port, validate_host
 from django.utils import timezone
@@ -137,6 +140,26 @@ def do_admit_terminal(user, project_id: int, session_name: str, client_address: 
         sandbox=sandbox, user=user, session_name=session_name, client_address=client_address[:64]
     )
     return TerminalAdmission(terminal_session_id=audit.pk, upstream=upstream)
+
+
+def terminal_lapsed(user_id: int, session, project_id: int) -> int | None:
+    """Why an open terminal must close now, as its close code; None while its user may keep it.
+
+    Checked while the terminal is open (the consumer asks every TERMINAL_RECHECK_SECONDS): a
+    terminal admitted once kept working after its user signed out (issue 14). The session is read
+    again from its store as Django's own get_user does, so signing out (the session is deleted),
+    a password change (the session's hash no longer matches; django.contrib.auth flushes it) and an
+    expired session all end the terminal with 4401; a project deleted or given to another user
+    ends it with 4404.
+    """
+    if session is None or not session.session_key:
+        return CLOSE_NOT_SIGNED_IN
+    request = SimpleNamespace(session=import_module(settings.SESSION_ENGINE).SessionStore(session.session_key))
+    if get_user(request).pk != user_id:
+        return CLOSE_NOT_SIGNED_IN
+    if not Project.objects.visible().filter(pk=project_id, user_id=user_id).exists():
+        return CLOSE_NOT_FOUND
+    return None
 
 
 def do_finish_terminal(terminal_session_id: int, *, bytes_from_browser: int, bytes_to_browser: int, close_code: int):
