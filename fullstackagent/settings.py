@@ -86,6 +86,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # The Content-Security-Policy of every response (CONTENT_SECURITY_POLICY below).
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # NUL characters and unreadable bodies get a 4xx before any view or query (issue 14).
     "fullstackagent.middleware.BadInputMiddleware",
@@ -375,6 +377,29 @@ CELERY_BEAT_SCHEDULE["remove-stale-uploads"] = {
     "task": "sandboxes.tasks.remove_stale_uploads",
     "schedule": 600.0,
     "options": {"expires": 600.0},
+}
+# A strict Content-Security-Policy on every response (django-csp): scripts only from this site's
+# own files (no inline script, no eval), nothing framed, no plugins. Styles allow 'unsafe-inline':
+# xterm.js and Swagger UI add <style> elements of their own at run time, which no nonce reaches.
+# Websockets to the same host are 'self' (CSP 3). A form may post to this site only, and to
+# GitHub's sign-in when that is on (allauth's POST redirects there; Chromium checks redirects).
+# The Sealos desktop may frame the app (identities.middleware replaces frame-ancestors).
+_FORM_ACTIONS = ["'self'"]
+if ENABLE_GITHUB_AUTH:
+    _FORM_ACTIONS.append(GITHUB_OAUTH_BASE_URL.rstrip("/"))
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": _FORM_ACTIONS,
+        "frame-ancestors": ["'none'"],
+    }
 }
 # How often an open terminal checks its user may still use it (signed in, same password, owner).
 TERMINAL_RECHECK_SECONDS = env_float("TERMINAL_RECHECK_SECONDS", 5.0, minimum=0.05)

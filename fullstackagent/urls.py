@@ -1,6 +1,8 @@
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from fullstackagent.admin_sign_in import admin_sign_in
 from fullstackagent.exceptions import api_not_found
@@ -10,9 +12,12 @@ urlpatterns = [
     path("admin/login/", admin_sign_in),
     path("admin/", admin.site.urls),
     path("", include("fullstackagent.health")),
+    # Pages without an icon of their own (the browsable API) make browsers ask for this one.
+    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"))),
     path("accounts/", include("allauth.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # The split view serves Swagger UI's start-up script as a file of its own: no inline script (CSP).
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/", include("projects.api_urls")),
     path("identities/", include("identities.urls")),
     path("", include("sandboxes.urls")),
