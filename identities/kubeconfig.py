@@ -18,9 +18,9 @@ inline ``*-data`` fields and tokens, which work.
 
 Nor may its server be an address only the platform can reach (issue 14: any user could make the
 platform send requests to 127.0.0.1:* or 169.254.169.254 and read the answers): loopback,
-link-local (cloud metadata), unspecified, multicast and reserved addresses and the addresses of the
-platform's own network interfaces are refused before any request is sent, unless the operator
-allows their network in KUBERNETES_ALLOWED_NETWORKS (a cluster on the same host). Every name the
+link-local (cloud metadata), unspecified, multicast and reserved addresses and the networks of the
+platform's own interfaces (its addresses and its neighbours', such as its database) are refused before any request is sent, unless the operator
+allows their network in KUBERNETES_ALLOWED_NETWORKS (a cluster on the same host or network). Every name the
 server resolves to is checked. The check answers in classified messages only; the validation
 never shows what a server answered (its version, its HTTP reason phrase).
 """
@@ -137,25 +137,30 @@ def parse_kubeconfig(text: str) -> Kubeconfig:
 
 _REFUSED_SERVER = (
     "The kubeconfig's server {host} is an address the platform does not connect to (loopback, "
-    "link-local, or the platform's own); use the address your cluster's API is published on."
+    "link-local, or the platform's own network); use the address your cluster's API is published on."
 )
-SIOCGIFADDR = 0x8915  # ioctl(2): an interface's IPv4 address
+SIOCGIFADDR, SIOCGIFNETMASK = 0x8915, 0x891B  # ioctl(2): an interface's IPv4 address and netmask
 
 
-def _platform_addresses() -> set:
-    """The addresses of this machine's network interfaces (IPv4 by ioctl, IPv6 from /proc)."""
+def _platform_interfaces() -> set:
+    """This machine's interface addresses with their networks (IPv4 by ioctl, IPv6 from /proc):
+    its own addresses and its neighbours' (in docker compose: the PostgreSQL and Redis containers)."""
     found = set()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         for _index, name in socket.if_nameindex():
+            request = struct.pack("256s", name.encode()[:15])
             try:
-                answer = fcntl.ioctl(probe.fileno(), SIOCGIFADDR, struct.pack("256s", name.encode()[:15]))
+                address = ipaddress.ip_address(fcntl.ioctl(probe.fileno(), SIOCGIFADDR, request)[20:24])
+                netmask = ipaddress.ip_address(fcntl.ioctl(probe.fileno(), SIOCGIFNETMASK, request)[20:24])
             except OSError:
                 continue  # an interface without an IPv4 address
-            found.add(ipaddress.ip_address(answer[20:24]))
+            found.add(ipaddress.ip_interface(f"{address}/{netmask}"))
     try:
         with open("/proc/net/if_inet6") as table:
             for line in table:
-                found.add(ipaddress.ip_address(bytes.fromhex(line.split()[0])))
+                fields = line.split()
+                address = ipaddress.ip_address(bytes.fromhex(fields[0]))
+                found.add(ipaddress.ip_interface(f"{address}/{int(fields[2], 16)}"))
     except OSError:
         pass
     return found
@@ -176,7 +181,7 @@ def _address_refused(address) -> bool:
         or address.is_unspecified
         or address.is_multicast
         or address.is_reserved
-        or address in _platform_addresses()
+        or any(address in interface.network for interface in _platform_interfaces())
     )
 
 
