@@ -8,7 +8,6 @@ from fullstackagent.admin_sign_in import admin_sign_in
 from fullstackagent.exceptions import api_not_found
 
 
-
 def favicon(request):
     """Pages without an icon of their own (the browsable API) make browsers ask for this one.
     Resolved per request: the manifest of collected static files is not read at import."""
