@@ -168,7 +168,9 @@ def test_every_setting_is_documented_in_the_env_example_or_fixed_by_compose(comp
     fixed = {variable.removesuffix("_FILE") for variable in compose["services"]["web"]["environment"]}
     # Only meaningful on a laptop or in the test suite, not in this topology.
     development_only = {"STATE_DIR", "DATABASE_TEST_NAME", "LOCAL_SANDBOX_ROOT", "LOCAL_DATABASE_ADMIN_URL",
-                        "TTYD_BINARY", "CELERY_QUEUE", "GITHUB_OAUTH_BASE_URL", "GITHUB_API_BASE_URL"}
+                        "TTYD_BINARY", "CELERY_QUEUE", "GITHUB_OAUTH_BASE_URL", "GITHUB_API_BASE_URL",
+                        # The test suite's fast hasher; README: never set so in production.
+                        "PASSWORD_HASHERS"}
 
     assert sorted(variables_settings_read() - documented - fixed - development_only) == []
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.test import Client
 
-from fullstackagent.testing.processes import wait_for
+from fullstackagent.testing.processes import PlatformServer, wait_for
 from tests.foundation.test_serve import children_of, healthz
 
 MiB = 1024 * 1024
@@ -70,15 +71,29 @@ def push_body(port: int, path: str, length: int, headers: dict) -> int:
     return sent
 
 
-@pytest.fixture
-def port(live_platform):
-    return live_platform.port
+@pytest.fixture(scope="module")
+def web_server(django_db_setup, django_db_blocker, tmp_path_factory):
+    """One live server for the module: none of these tests changes it, and each start and stop
+    costs seconds. Tests that need rows use transactional_db (committed, so daphne sees them)."""
+    from tests.conftest import _wait_for_other_connections_to_close
+
+    server = PlatformServer(tmp_path_factory.mktemp("request-limits"))
+    yield server
+    server.stop()
+    with django_db_blocker.unblock():
+        _wait_for_other_connections_to_close()
 
 
 @pytest.fixture
-def signed_in_cookie(live_platform, browser_session_cookie, user):
-    cookie = browser_session_cookie(user)
-    return f"{cookie['name']}={cookie['value']}"
+def port(web_server):
+    return web_server.port
+
+
+@pytest.fixture
+def signed_in_cookie(transactional_db, user):
+    client = Client()
+    client.force_login(user)
+    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
 
 
 def test_bodies_over_the_limit_are_refused_before_they_are_read(port, signed_in_cookie):
@@ -144,9 +159,9 @@ def test_a_chunked_body_is_cut_off_at_the_limit_and_uploads_have_their_own(port)
     assert healthz(port)[0] == 200
 
 
-def test_refusing_512_mb_bodies_does_not_grow_the_web_processes(live_platform, signed_in_cookie):
-    port = live_platform.port
-    daphnes = wait_for(lambda: children_of(live_platform.process.pid) if len(children_of(live_platform.process.pid)) == 2 else None)
+def test_refusing_512_mb_bodies_does_not_grow_the_web_processes(web_server, signed_in_cookie):
+    port = web_server.port
+    daphnes = wait_for(lambda: children_of(web_server.process.pid) if len(children_of(web_server.process.pid)) == 2 else None)
     # Warm both processes up (the first requests import and allocate what every later one reuses).
     for _ in range(20):
         assert healthz(port)[0] == 200
