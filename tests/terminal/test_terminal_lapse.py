@@ -6,6 +6,8 @@ ended. Sign in again") after a sign-out or a password change, 4404 ("This projec
 or is not yours") when the project is no longer the user's.
 """
 
+import asyncio
+
 import pytest
 from asgiref.sync import sync_to_async
 from django.test import Client
@@ -98,10 +100,12 @@ def test_nothing_changed_the_terminal_stays_open_across_rechecks(running_project
 
     async def session():
         await open_terminal(communicator)
-        loop = __import__("asyncio").get_running_loop()
+        loop = asyncio.get_running_loop()
         deadline = loop.time() + 10
         while len(checks) < 5 and loop.time() < deadline:
-            await communicator.receive_nothing(0.1)  # waits on the checks, answering nothing meanwhile
+            # Polls the count, yielding to the consumer meanwhile (receive_nothing returns at once
+            # without yielding when output is queued: that loop starved the relay of ttyd's pings).
+            await asyncio.sleep(0.05)
         await communicator.send_to(bytes_data=b"0echo still-$((20+1))\r")
         output, _ = await read_until(communicator, "still-21")
         await communicator.disconnect(code=1000, timeout=5)
