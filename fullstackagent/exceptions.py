@@ -8,8 +8,12 @@ refused (nested inputs as ``variables[0].key``). Wired as REST_FRAMEWORK["EXCEPT
 
 import logging
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DataError
+from django.http import UnreadablePostError
 from django.http import Http404, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, serializers, status
@@ -88,8 +92,43 @@ def _django_validation_detail(error: DjangoValidationError):
     return details(error.error_list)
 
 
+def too_large_message(limit: int) -> str:
+    return f"The request body is larger than this endpoint accepts ({_size(limit)}); nothing was done."
+
+
+def _size(limit: int) -> str:
+    if limit % (1024 * 1024) == 0:
+        return f"{limit // (1024 * 1024)} MiB"
+    if limit % 1024 == 0:
+        return f"{limit // 1024} KiB"
+    return f"{limit} bytes"
+
+
+def bad_input_failure(exc) -> ApiFailure | None:
+    """The client's fault behind an exception raised while a request is read or stored, as the
+    4xx to answer; None for anything else (a server error).
+
+    The one place that decides these answers, for the API (api_exception_handler) and the pages
+    (fullstackagent.middleware.BadInputMiddleware) alike.
+    """
+    if isinstance(exc, RequestDataTooBig):
+        return ApiFailure(too_large_message(settings.DATA_UPLOAD_MAX_MEMORY_SIZE), "REQUEST_TOO_LARGE", 413)
+    if isinstance(exc, (TooManyFieldsSent, TooManyFilesSent)):
+        return ApiFailure("The request has too many fields or files; nothing was done.", "TOO_MANY_FIELDS", 400)
+    if isinstance(exc, UnreadablePostError):
+        return ApiFailure("The request body could not be read; send it again.", "UNREADABLE_BODY", 400)
+    if isinstance(exc, DataError):
+        # Validation keeps these out (NUL characters, dates out of range); should one still reach
+        # PostgreSQL, it is the input that is wrong, not the server.
+        return ApiFailure(
+            "A value cannot be stored: it contains a NUL character or is out of range.", "INVALID_INPUT", 400
+        )
+    return None
+
+
 def api_exception_handler(exc, context):
     headers = {}
+    exc = bad_input_failure(exc) or exc
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(_django_validation_detail(exc))
     elif isinstance(exc, Http404):

@@ -5,6 +5,7 @@ under the state folder. Production sets DEBUG=false, SECRET_KEY, FIELD_ENCRYPTIO
 DATABASE_URL and REDIS_URL; missing ones stop the process with a message naming them.
 """
 
+import ipaddress
 import secrets
 from pathlib import Path
 
@@ -88,7 +89,11 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # The Content-Security-Policy of every response (CONTENT_SECURITY_POLICY below).
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # NUL characters and unreadable bodies get a 4xx before any view or query (issue 14).
+    "fullstackagent.middleware.BadInputMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -344,6 +349,12 @@ REST_FRAMEWORK = {
     ],
     # Every error as {message, code, fields?} (fullstackagent.exceptions).
     "EXCEPTION_HANDLER": "fullstackagent.exceptions.api_exception_handler",
+    # DRF's parsers, JSON's answering a too deeply nested body with 400 (fullstackagent.parsers).
+    "DEFAULT_PARSER_CLASSES": [
+        "fullstackagent.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
@@ -373,9 +384,66 @@ SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
-DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 # Largest file a user can drop onto the terminal (sent in 5 MB chunks; see sandboxes.terminal).
 TERMINAL_UPLOAD_MAX_BYTES = env_int("TERMINAL_UPLOAD_MAX_BYTES", 1024 * 1024 * 1024, minimum=1)
+
+# --- limits on hostile input (issue 14; README "Limits and security") ----------------------------
+# Largest request body on any path, refused with 413 before it is read (fullstackagent.request_limits).
+# The largest legitimate body is a kubeconfig (256 KiB) or a page of variables; 2 MiB leaves room.
+REQUEST_BODY_MAX_BYTES = env_int("REQUEST_BODY_MAX_BYTES", 2 * 1024 * 1024, minimum=64 * 1024)
+# The terminal's upload endpoint takes one raw chunk of a file per request: its own, larger limit,
+# and the chunk size the page sends.
+TERMINAL_UPLOAD_CHUNK_BYTES = env_int("TERMINAL_UPLOAD_CHUNK_BYTES", 5 * 1024 * 1024, minimum=64 * 1024)
+# Django's own limit on a parsed form or JSON body, kept equal to the limit in front of it.
+DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_BODY_MAX_BYTES
+# Error pages and reports mask passwords inside URLs and every configured secret (DATABASE_URL...).
+DEFAULT_EXCEPTION_REPORTER = "fullstackagent.error_reports.CredentialMaskingReporter"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "fullstackagent.error_reports.CredentialMaskingFilter"
+# Unfinished terminal uploads a user may have at once, and how long one nobody continues is kept
+# (sandboxes.terminal; removed every 10 minutes by the beat).
+TERMINAL_UPLOADS_UNFINISHED_MAX = env_int("TERMINAL_UPLOADS_UNFINISHED_MAX", 3, minimum=1)
+TERMINAL_UPLOAD_STALE_SECONDS = env_int("TERMINAL_UPLOAD_STALE_SECONDS", 3600, minimum=60)
+CELERY_BEAT_SCHEDULE["remove-stale-uploads"] = {
+    "task": "sandboxes.tasks.remove_stale_uploads",
+    "schedule": 600.0,
+    "options": {"expires": 600.0},
+}
+# A strict Content-Security-Policy on every response (django-csp): scripts only from this site's
+# own files (no inline script, no eval), nothing framed, no plugins. Styles allow 'unsafe-inline':
+# xterm.js and Swagger UI add <style> elements of their own at run time, which no nonce reaches.
+# Websockets to the same host are 'self' (CSP 3). A form may post to this site only, and to
+# GitHub's sign-in when that is on (allauth's POST redirects there; Chromium checks redirects).
+# The Sealos desktop may frame the app (identities.middleware replaces frame-ancestors).
+_FORM_ACTIONS = ["'self'"]
+if ENABLE_GITHUB_AUTH:
+    _FORM_ACTIONS.append(GITHUB_OAUTH_BASE_URL.rstrip("/"))
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": _FORM_ACTIONS,
+        "frame-ancestors": ["'none'"],
+    }
+}
+# How often an open terminal checks its user may still use it (signed in, same password, owner).
+TERMINAL_RECHECK_SECONDS = env_float("TERMINAL_RECHECK_SECONDS", 5.0, minimum=0.05)
+# Networks a kubeconfig's server may be on although they are loopback, link-local or the platform's
+# own (identities.kubeconfig refuses those otherwise): e.g. 127.0.0.0/8 for a cluster on this host.
+KUBERNETES_ALLOWED_NETWORKS = env_list("KUBERNETES_ALLOWED_NETWORKS", [])
+for _network in KUBERNETES_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"KUBERNETES_ALLOWED_NETWORKS: {_network!r} is not a network (e.g. 10.0.0.0/8)")
+# Accounts have no e-mail address (sign-up asks for none): a password reset for an unknown
+# address sends nothing, rather than mail to whoever typed it.
+ACCOUNT_EMAIL_UNKNOWN_ACCOUNTS = False
 
 LOGGING = {
     "version": 1,

@@ -33,6 +33,8 @@ from tempfile import SpooledTemporaryFile
 from django.conf import settings
 from django.core.handlers.wsgi import WSGIHandler
 
+from fullstackagent import request_limits
+
 logger = logging.getLogger(__name__)
 
 # Bodies above this size are spooled to disk while they arrive (Django's own threshold).
@@ -42,6 +44,8 @@ _SPOOL_THRESHOLD = 2.5 * 1024 * 1024
 STUCK_AFTER = 0.5
 # Threads for requests that arrive while the pool is held by waiting ones.
 OVERFLOW_THREADS = 32
+# What _read_body returns for a body over its path's limit.
+_TOO_LARGE = object()
 
 
 class ThreadedDjangoHTTP:
@@ -92,9 +96,14 @@ class ThreadedDjangoHTTP:
             return await self._lifespan(receive, send)
         if scope["type"] != "http":
             raise ValueError(f"ThreadedDjangoHTTP cannot serve a {scope['type']!r} scope")
-        body = await self._read_body(receive)
+        # daphne refuses a body over the limit before reading it (fullstackagent.request_limits);
+        # this holds the same limits under any other ASGI server.
+        limit = request_limits.body_limit(scope["path"])
+        body = await self._read_body(receive, limit)
         if body is None:
             return  # the client went away before sending its whole request
+        if body is _TOO_LARGE:
+            return await self._refuse_too_large(scope, limit, send)
         loop = asyncio.get_running_loop()
         try:
             start, chunks = await self._run(loop, scope, body, send)
@@ -115,17 +124,36 @@ class ThreadedDjangoHTTP:
                 return
 
     @staticmethod
-    async def _read_body(receive):
+    async def _read_body(receive, limit: int):
         body = SpooledTemporaryFile(max_size=_SPOOL_THRESHOLD)
+        received = 0
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
                 body.close()
                 return None
-            body.write(message.get("body", b""))
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > limit:
+                body.close()
+                return _TOO_LARGE
+            body.write(chunk)
             if not message.get("more_body", False):
                 body.seek(0)
                 return body
+
+    @staticmethod
+    async def _refuse_too_large(scope, limit: int, send):
+        accept = b",".join(value for name, value in scope.get("headers", []) if name.lower() == b"accept")
+        content_type, payload = request_limits.too_large_response(scope["path"], accept.decode("latin1"), limit)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", content_type.encode()), (b"content-length", str(len(payload)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
 
     def _respond(self, loop, scope, body, send):
         """In a pool thread: Django answers. A whole answer is returned as (start message, bytes);

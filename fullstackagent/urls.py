@@ -1,16 +1,30 @@
 from django.contrib import admin
+from django.shortcuts import redirect
+from django.templatetags.static import static
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from fullstackagent.admin_sign_in import admin_sign_in
 from fullstackagent.exceptions import api_not_found
 from fullstackagent.site_pages import not_found
 
+
+def favicon(request):
+    """Pages without an icon of their own (the browsable API) make browsers ask for this one.
+    Resolved per request: the manifest of collected static files is not read at import."""
+    return redirect(static("favicon.svg"))
+
+
 urlpatterns = [
+    # Before the admin's own: operators sign in through the site's sign-in and its limits.
+    path("admin/login/", admin_sign_in),
     path("admin/", admin.site.urls),
     path("", include("fullstackagent.health")),
+    path("favicon.ico", favicon),
     path("accounts/", include("allauth.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # The split view serves Swagger UI's start-up script as a file of its own: no inline script (CSP).
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/", include("projects.api_urls")),
     path("identities/", include("identities.urls")),
     path("", include("sandboxes.urls")),

@@ -1,3 +1,6 @@
+import logging
+import smtplib
+
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.core.exceptions import ImmediateHttpResponse
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
@@ -10,6 +13,8 @@ from django.urls import reverse
 
 from identities import services
 from identities.models import IdentityProvider
+
+logger = logging.getLogger(__name__)
 
 
 class AccountAdapter(DefaultAccountAdapter):
@@ -24,6 +29,15 @@ class AccountAdapter(DefaultAccountAdapter):
         if not settings.ENABLE_PASSWORD_AUTH:
             return None
         return super().authenticate(request, **credentials)
+
+    def send_mail(self, template_prefix, email, context):
+        # A mail server that is down or not configured (Django's default is localhost:25) must
+        # not turn a password reset into a 500: the page answers as for any address, and the
+        # operators find the failure in the log.
+        try:
+            super().send_mail(template_prefix, email, context)
+        except (OSError, smtplib.SMTPException):
+            logger.exception("could not send the %s mail", template_prefix)
 
     def save_user(self, request, user, form, commit=True):
         user = super().save_user(request, user, form, commit=commit)

@@ -15,7 +15,20 @@ may not name local files (``certificate-authority``, ``client-certificate``, ``c
 ``tokenFile``), which would read the platform's files, nor ``exec`` / ``auth-provider`` plugins,
 which would run commands on the platform. Sealos and most clusters hand out kubeconfigs with
 inline ``*-data`` fields and tokens, which work.
+
+Nor may its server be an address only the platform can reach (issue 14: any user could make the
+platform send requests to 127.0.0.1:* or 169.254.169.254 and read the answers): loopback,
+link-local (cloud metadata), unspecified, multicast and reserved addresses and the networks of the
+platform's own interfaces (its addresses and its neighbours', such as its database) are refused before any request is sent, unless the operator
+allows their network in KUBERNETES_ALLOWED_NETWORKS (a cluster on the same host or network). Every name the
+server resolves to is checked. The check answers in classified messages only; the validation
+never shows what a server answered (its version, its HTTP reason phrase).
 """
+
+import fcntl
+import ipaddress
+import socket
+import struct
 
 import re
 from dataclasses import dataclass
@@ -23,6 +36,7 @@ from urllib.parse import urlsplit
 
 import urllib3
 import yaml
+from django.conf import settings
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.rest import ApiException
@@ -112,14 +126,83 @@ def parse_kubeconfig(text: str) -> Kubeconfig:
     parts = urlsplit(server)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise KubeconfigError("The kubeconfig's cluster has no valid 'server' URL (https://host:port).")
+    if parts.query or parts.fragment or "@" in parts.netloc:
+        # Every request's path and query are the platform's, never the kubeconfig's.
+        raise KubeconfigError("The kubeconfig's 'server' URL may not have a query, a fragment or a user name.")
     namespace = context.get("namespace") or DEFAULT_NAMESPACE
     if not _DNS_LABEL.match(namespace):
         raise KubeconfigError(f"The kubeconfig's namespace '{namespace[:63]}' is not a valid namespace name.")
     return Kubeconfig(document=document, context=context_name, server=server.rstrip("/"), namespace=namespace)
 
 
+_REFUSED_SERVER = (
+    "The kubeconfig's server {host} is an address the platform does not connect to (loopback, "
+    "link-local, or the platform's own network); use the address your cluster's API is published on."
+)
+SIOCGIFADDR, SIOCGIFNETMASK = 0x8915, 0x891B  # ioctl(2): an interface's IPv4 address and netmask
+
+
+def _platform_interfaces() -> set:
+    """This machine's interface addresses with their networks (IPv4 by ioctl, IPv6 from /proc):
+    its own addresses and its neighbours' (in docker compose: the PostgreSQL and Redis containers)."""
+    found = set()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        for _index, name in socket.if_nameindex():
+            request = struct.pack("256s", name.encode()[:15])
+            try:
+                address = ipaddress.ip_address(fcntl.ioctl(probe.fileno(), SIOCGIFADDR, request)[20:24])
+                netmask = ipaddress.ip_address(fcntl.ioctl(probe.fileno(), SIOCGIFNETMASK, request)[20:24])
+            except OSError:
+                continue  # an interface without an IPv4 address
+            found.add(ipaddress.ip_interface(f"{address}/{netmask}"))
+    try:
+        with open("/proc/net/if_inet6") as table:
+            for line in table:
+                fields = line.split()
+                address = ipaddress.ip_address(bytes.fromhex(fields[0]))
+                found.add(ipaddress.ip_interface(f"{address}/{int(fields[2], 16)}"))
+    except OSError:
+        pass
+    return found
+
+
+def _allowed_networks() -> list:
+    return [ipaddress.ip_network(network, strict=False) for network in settings.KUBERNETES_ALLOWED_NETWORKS]
+
+
+def _address_refused(address) -> bool:
+    if address.version == 6 and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    if any(address in network for network in _allowed_networks()):
+        return False
+    return (
+        address.is_loopback
+        or address.is_link_local
+        or address.is_unspecified
+        or address.is_multicast
+        or address.is_reserved
+        or any(address in interface.network for interface in _platform_interfaces())
+    )
+
+
+def check_server_address(kubeconfig: Kubeconfig) -> None:
+    """Raises KubeconfigError when the server is, or resolves to, an address the platform must not
+    send a user's requests to. A name that does not resolve is left to the request to report."""
+    host = kubeconfig.server_host
+    port = urlsplit(kubeconfig.server).port or 443
+    try:
+        answers = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        return
+    for _family, _type, _protocol, _name, address in answers:
+        if _address_refused(ipaddress.ip_address(address[0].split("%", 1)[0])):
+            raise KubeconfigError(_REFUSED_SERVER.format(host=host))
+
+
 def new_api_client(kubeconfig: Kubeconfig) -> k8s.ApiClient:
-    """A client for this kubeconfig's current context, independent of any other user's."""
+    """A client for this kubeconfig's current context, independent of any other user's; refused
+    (KubeconfigError) for a server on an address the platform does not connect to."""
+    check_server_address(kubeconfig)
     configuration = k8s.Configuration()
     # urllib3 would otherwise retry connection errors three times inside one call, multiplying
     # timeouts; the reconcile engine owns retries and backs off between them.
@@ -136,21 +219,24 @@ def new_api_client(kubeconfig: Kubeconfig) -> k8s.ApiClient:
         raise KubeconfigError(f"The kubeconfig cannot be loaded: {error}") from None
 
 
-def _api_reason(error: ApiException) -> str:
-    return f"{error.status} {error.reason}".strip()
-
-
 def validate_kubeconfig(text: str) -> tuple[bool, str]:
     """(True, what was reached) when the cluster answers and the user may list pods in the
-    namespace; (False, what to fix) otherwise. Two requests, a few seconds at most."""
+    namespace; (False, what to fix) otherwise. Two requests, a few seconds at most.
+
+    The messages are classified, never the server's own words: a user could otherwise read
+    another server's answers through this check."""
     try:
         kubeconfig = parse_kubeconfig(text)
         api_client = new_api_client(kubeconfig)
     except KubeconfigError as error:
         return False, str(error)
     where = f"{kubeconfig.server}"
+    not_kubernetes = (
+        f"The server at {where} did not answer like a Kubernetes API server; check the server URL, "
+        "or try again later."
+    )
     try:
-        version = k8s.VersionApi(api_client).get_code(_request_timeout=VALIDATION_TIMEOUT)
+        k8s.VersionApi(api_client).get_code(_request_timeout=VALIDATION_TIMEOUT)
         k8s.CoreV1Api(api_client).list_namespaced_pod(
             kubeconfig.namespace, limit=1, _request_timeout=VALIDATION_TIMEOUT
         )
@@ -165,7 +251,7 @@ def validate_kubeconfig(text: str) -> tuple[bool, str]:
                 f"The kubeconfig has no permission to list pods in namespace '{kubeconfig.namespace}' "
                 f"(403 Forbidden); use a kubeconfig for your own namespace or ask the cluster admin for access."
             )
-        return False, f"The cluster at {where} answered {_api_reason(error)}; try again later or check the server URL."
+        return False, not_kubernetes
     except urllib3.exceptions.SSLError:
         return False, (
             f"The TLS certificate of {where} could not be verified; the kubeconfig needs the cluster's "
@@ -175,6 +261,9 @@ def validate_kubeconfig(text: str) -> tuple[bool, str]:
         return False, (
             f"Cannot reach the cluster at {where}: check the server address, and that the platform's network can reach it."
         )
+    except (ValueError, TypeError, KeyError):
+        # An answer the client's models refuse (a partial version document, not JSON at all).
+        return False, not_kubernetes
     finally:
         api_client.close()
-    return True, f"Connected to Kubernetes {version.git_version} at {where}, namespace '{kubeconfig.namespace}'."
+    return True, f"Connected to the Kubernetes cluster at {where}, namespace '{kubeconfig.namespace}'."

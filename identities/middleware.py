@@ -14,7 +14,14 @@ class SealosFramingMiddleware:
     def __call__(self, request):
         response = self.get_response(request)
         origins = settings.SEALOS_DESKTOP_ORIGINS
-        if settings.ENABLE_SEALOS_AUTH and origins and "Content-Security-Policy" not in response:
-            response["Content-Security-Policy"] = "frame-ancestors " + " ".join(origins)
-            response.xframe_options_exempt = True
+        if settings.ENABLE_SEALOS_AUTH and origins:
+            allow_sealos_framing(response, origins)
         return response
+
+
+def allow_sealos_framing(response, origins) -> None:
+    """The response may be framed by ``origins`` only: the CSP's frame-ancestors (written by
+    django-csp's middleware, listed before this one, with the rest of the policy) instead of
+    X-Frame-Options: DENY."""
+    response._csp_replace = {**getattr(response, "_csp_replace", {}), "frame-ancestors": list(origins)}
+    response.xframe_options_exempt = True

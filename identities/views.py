@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from identities import services
 from identities.models import IdentityProvider, UserIdentity
+from identities.middleware import allow_sealos_framing
 from identities.sealos import SealosSignInRefused, sign_in_with_sealos
 
 logger = logging.getLogger(__name__)
@@ -81,8 +82,7 @@ def sealos_page(request):
     origins = settings.SEALOS_DESKTOP_ORIGINS
     response = render(request, "identities/sealos.html", {"desktop_origins": origins})
     if origins:
-        response["Content-Security-Policy"] = "frame-ancestors " + " ".join(origins)
-        response.xframe_options_exempt = True  # CSP frame-ancestors names who may frame it instead
+        allow_sealos_framing(response, origins)  # CSP frame-ancestors names who may frame it instead
     return response
 
 
@@ -113,7 +113,7 @@ def sealos_sign_in(request):
         return _refusal("ORIGIN_REFUSED", "Sealos sign-in is only accepted from this site's own page.", 403)
     try:
         payload = json.loads(request.body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deeply
         return _refusal("JSON_INVALID", "The request body is not JSON.", 400)
     if not isinstance(payload, dict):
         return _refusal("JSON_INVALID", "The request body must be a JSON object.", 400)

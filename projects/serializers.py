@@ -5,7 +5,10 @@ and the database's connection URL are not fields of any output serializer, and s
 values go through ``mask`` unless a view explicitly reveals them to their owner.
 """
 
+import datetime
+
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -105,10 +108,23 @@ class ProjectSerializer(serializers.Serializer):
     database = DatabaseSummarySerializer(allow_null=True)
 
 
+# Days a filter may name: the last day is followed by a day Python can still represent (the
+# query ends at the next midnight; 9999-12-31 overflowed into a 500).
+FILTER_FIRST_DAY, FILTER_LAST_DAY = datetime.date(1900, 1, 1), datetime.date(9998, 12, 31)
+_FILTER_DAY_RANGE = [
+    MinValueValidator(FILTER_FIRST_DAY, message="Choose a day from 1900-01-01 on."),
+    MaxValueValidator(FILTER_LAST_DAY, message="Choose a day up to 9998-12-31."),
+]
+
+
 class ProjectListQuerySerializer(serializers.Serializer):
     q = serializers.CharField(required=False, allow_blank=True, max_length=200, help_text="Words in the name or description.")
-    created_from = serializers.DateField(required=False, help_text="First creation day included (YYYY-MM-DD).")
-    created_to = serializers.DateField(required=False, help_text="Last creation day included (YYYY-MM-DD).")
+    created_from = serializers.DateField(
+        required=False, validators=_FILTER_DAY_RANGE, help_text="First creation day included (YYYY-MM-DD)."
+    )
+    created_to = serializers.DateField(
+        required=False, validators=_FILTER_DAY_RANGE, help_text="Last creation day included (YYYY-MM-DD)."
+    )
 
     def validate(self, data):
         if data.get("created_from") and data.get("created_to") and data["created_from"] > data["created_to"]:

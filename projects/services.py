@@ -297,7 +297,14 @@ def do_delete_project(project: Project) -> Project:
 # --- environment variables -----------------------------------------------------------------------
 
 ENVIRONMENT_KEY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+# Limits that keep a project's environment inside what its sandbox's processes can be started with
+# (README "Limits and security"): Linux's execve() refuses one KEY=value over 128 KiB
+# (MAX_ARG_STRLEN) and all arguments and variables together over ARG_MAX (a quarter of the stack
+# limit, 2 MiB by default: "Argument list too long"), and Kubernetes a Secret over 1 MiB. The
+# total leaves the rest for the platform's own variables and the command line.
 MAX_ENVIRONMENT_VALUE_BYTES = 32 * 1024
+MAX_ENVIRONMENT_VARIABLES = 200
+MAX_ENVIRONMENT_TOTAL_BYTES = 256 * 1024
 
 
 def validate_variable(key: str, value: str) -> None:
@@ -317,11 +324,36 @@ def validate_variable(key: str, value: str) -> None:
         raise ValidationError("A variable value cannot contain a NUL character.", code="invalid_value")
 
 
+def check_environment_limits(project: Project, changes: dict[str, str], *, removed: str | None = None) -> None:
+    """Raises ValidationError when the project's environment, with ``changes`` (key → value)
+    applied and ``removed`` gone, would pass the limits above. Callers hold the project's lock."""
+    environment = dict(Environment.objects.filter(project=project).values_list("key", "value"))
+    environment.pop(removed, None)
+    environment.update(changes)
+    count = len(environment.keys() - {TERMINAL_TOKEN_KEY})
+    if count > MAX_ENVIRONMENT_VARIABLES:
+        raise ValidationError(
+            f"A project has at most {MAX_ENVIRONMENT_VARIABLES} variables; this would make {count}. Remove some first.",
+            code="too_many_variables",
+        )
+    # As execve() counts them: "KEY=value" and its terminating NUL.
+    total = sum(len(key.encode()) + len(value.encode()) + 2 for key, value in environment.items())
+    if total > MAX_ENVIRONMENT_TOTAL_BYTES:
+        raise ValidationError(
+            f"A project's variables take at most {MAX_ENVIRONMENT_TOTAL_BYTES // 1024} KiB together (names and "
+            f"values); this would make {-(-total // 1024)} KiB. Shorten or remove some first.",
+            code="environment_too_large",
+        )
+
+
 @transaction.atomic
 def do_set_variables(project: Project, variables: list[dict]) -> list[Environment]:
     """Creates or updates each given key; keys not given are left alone (never a bulk replace)."""
     for item in variables:
         validate_variable(item["key"], item.get("value", ""))
+    # Locked so two concurrent requests cannot each pass the limits and together exceed them.
+    Project.objects.select_for_update().get(pk=project.pk)
+    check_environment_limits(project, {item["key"]: item.get("value", "") for item in variables})
     rows = []
     for item in variables:
         category = item.get("category") or EnvironmentCategory.GENERAL
@@ -373,6 +405,7 @@ def do_update_variable(
     validate_variable(key, value)
     if key != variable.key and Environment.objects.filter(project=project, key=key).exists():
         raise ValidationError({"key": ValidationError(f"The project already has a variable {key}.", code="duplicate_key")})
+    check_environment_limits(project, {key: value}, removed=variable.key)
     variable.key, variable.value, variable.category = key, value, category
     variable.is_secret = is_secret or category == EnvironmentCategory.SECRET
     variable.save()

@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from projects import selectors, services
@@ -53,7 +54,8 @@ def _filters(request) -> tuple[dict, dict]:
     query = ProjectListQuerySerializer(data={key: value for key, value in request.GET.items() if value})
     if query.is_valid():
         return query.validated_data, {}
-    valid = {key: value for key, value in request.GET.items() if key == "q"}
+    # Only what passed: a refused value (a day out of range, a word too long) never reaches the query.
+    valid = {key: value for key, value in query.initial_data.items() if key == "q" and key not in query.errors}
     return valid, {field: str(errors[0]) for field, errors in query.errors.items()}
 
 
@@ -120,7 +122,16 @@ def project_action(request, project_id, action):
     if _is_htmx(request):
         return _with_toast(render(request, "projects/_cards.html", _cards_context(request)), text, level)
     (messages.success if level == "success" else messages.error)(request, text)
-    return redirect(request.POST.get("next") or "project-list")
+    return redirect(_local_next(request) or "project-list")
+
+
+def _local_next(request) -> str | None:
+    """The posted ``next`` when it is a path on this site; None for anything else, so a crafted
+    form cannot send the user on to another site (https://evil.example/, //evil.example/)."""
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        return target
+    return None
 
 
 # --- the project layout --------------------------------------------------------------------------
@@ -164,14 +175,20 @@ def _variables_page(request, project_id, category: str, template: str):
     if request.method == "POST":
         form = VariableRowsForm(request.POST, category=category, stored=stored, elsewhere=_elsewhere(project, category))
         if form.is_valid():
-            if form.to_save:
-                services.do_set_variables(project, form.to_save)
-                keys = ", ".join(item["key"] for item in form.to_save)
-                messages.success(request, f"Saved {keys}. {CHANGES_REACH_SANDBOX}")
+            try:
+                if form.to_save:
+                    services.do_set_variables(project, form.to_save)
+            except ValidationError as error:  # the project's limits (count, total size)
+                messages.error(request, f"Nothing was saved: {' '.join(error.messages)}")
             else:
-                messages.info(request, "Nothing changed.")
-            return redirect(_SECTION_URLS[category], project_id=project.pk)
-        messages.error(request, "Nothing was saved: fix the fields marked below.")
+                if form.to_save:
+                    keys = ", ".join(item["key"] for item in form.to_save)
+                    messages.success(request, f"Saved {keys}. {CHANGES_REACH_SANDBOX}")
+                else:
+                    messages.info(request, "Nothing changed.")
+                return redirect(_SECTION_URLS[category], project_id=project.pk)
+        else:
+            messages.error(request, "Nothing was saved: fix the fields marked below.")
     errors = form.errors if form else {}
     new_rows = form.new_rows if form else []
     if not any(not row["key"] and not row["value"] for row in new_rows):
@@ -223,8 +240,12 @@ def _fixed_page(request, project_id, category: str, variables, template: str):
                 to_save.append(
                     {"key": generate, "value": services.generate_secret_value(), "category": category, "is_secret": True}
                 )
-            if to_save:
-                services.do_set_variables(project, to_save)
+            try:
+                if to_save:
+                    services.do_set_variables(project, to_save)
+            except ValidationError as error:  # the project's limits (count, total size)
+                messages.error(request, f"Nothing was saved: {' '.join(error.messages)}")
+                return redirect(_SECTION_URLS[category], project_id=project.pk)
             for key in to_remove:
                 services.do_delete_variable(project, key)
             done = [f"Saved {', '.join(item['key'] for item in to_save)}"] if to_save else []

@@ -20,6 +20,7 @@ from urllib.parse import parse_qs
 import websockets
 from channels.consumer import AsyncConsumer
 from channels.db import database_sync_to_async
+from django.conf import settings
 
 from sandboxes import terminal
 from sandboxes.terminal import TerminalRefused
@@ -145,9 +146,10 @@ class TerminalConsumer(AsyncConsumer):
         if user is None or not user.is_authenticated:
             raise TerminalRefused(terminal.CLOSE_NOT_SIGNED_IN, "Not signed in.")
         self.session_name = session_name
+        self.project_id = int(self.scope["url_route"]["kwargs"]["project_id"])
         client = self.scope.get("client") or ("", 0)
         return await database_sync_to_async(terminal.do_admit_terminal)(
-            user, int(self.scope["url_route"]["kwargs"]["project_id"]), session_name, str(client[0] or "")
+            user, self.project_id, session_name, str(client[0] or "")
         )
 
     async def _open_upstream(self, admission):
@@ -200,18 +202,37 @@ class TerminalConsumer(AsyncConsumer):
                 pass  # an abrupt end is reported like a clean one: the terminal is gone either way
             return None
 
-        # Either task ending ends the connection: the browser's code when it left, otherwise
-        # (None) the upstream is gone and the browser is told so.
-        tasks = [asyncio.create_task(browser_to_upstream()), asyncio.create_task(upstream_to_browser())]
+        async def admission_lapses():
+            # Sign-out, a password change, the project no longer the user's: the open terminal
+            # closes too (issue 14). Polled, as the web processes share no channel layer.
+            user, session = self.scope["user"], self.scope.get("session")
+            while True:
+                await asyncio.sleep(settings.TERMINAL_RECHECK_SECONDS)
+                code = await database_sync_to_async(terminal.terminal_lapsed)(user.pk, session, self.project_id)
+                if code is not None:
+                    return code
+
+        # Any task ending ends the connection: the browser's code when it left, the lapsed
+        # admission's code, otherwise (None) the upstream is gone and the browser is told so.
+        tasks = [
+            asyncio.create_task(browser_to_upstream()),
+            asyncio.create_task(upstream_to_browser()),
+            asyncio.create_task(admission_lapses()),
+        ]
         try:
             done, _pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             browser_close_code = tasks[0].result() if tasks[0] in done else None
+            lapsed_code = tasks[2].result() if tasks[2] in done else None
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         if browser_close_code is not None:
             return browser_close_code
+        if lapsed_code is not None:
+            logger.info("terminal closed (%s): its user may no longer use it", lapsed_code)
+            await send({"type": "websocket.close", "code": lapsed_code})
+            return lapsed_code
         await send({"type": "websocket.close", "code": terminal.CLOSE_UPSTREAM_GONE})
         return terminal.CLOSE_UPSTREAM_GONE
 

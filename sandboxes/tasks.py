@@ -2,7 +2,7 @@ from celery import shared_task
 from django.conf import settings
 
 from fullstackagent.reconcile import run_step
-from sandboxes import reconcile
+from sandboxes import reconcile, terminal
 from sandboxes.models import Sandbox
 
 
@@ -20,3 +20,9 @@ def reconcile_sandbox(sandbox_id: int) -> None:
     elif result.recheck_in is not None and result.recheck_in <= settings.RECONCILE_INTERVAL_SECONDS:
         # Short waits (a process booting) are not left to the next beat tick.
         reconcile_sandbox.apply_async((sandbox_id,), countdown=result.recheck_in)
+
+
+@shared_task(name="sandboxes.tasks.remove_stale_uploads", ignore_result=True)
+def remove_stale_uploads() -> int:
+    """Removes terminal uploads nobody continued for TERMINAL_UPLOAD_STALE_SECONDS (on the beat)."""
+    return terminal.remove_stale_uploads()

@@ -7,13 +7,18 @@ the terminal token to a caller that could hand it to a browser: ``TerminalAdmiss
 inside the consumer.
 """
 
+import fcntl
 import re
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from importlib import import_module
+from types import SimpleNamespace
+from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.contrib.auth import get_user
 from django.db.models import F
 from django.http.request import split_domain_port, validate_host
 from django.utils import timezone
@@ -138,6 +143,26 @@ def do_admit_terminal(user, project_id: int, session_name: str, client_address: 
     return TerminalAdmission(terminal_session_id=audit.pk, upstream=upstream)
 
 
+def terminal_lapsed(user_id: int, session, project_id: int) -> int | None:
+    """Why an open terminal must close now, as its close code; None while its user may keep it.
+
+    Checked while the terminal is open (the consumer asks every TERMINAL_RECHECK_SECONDS): a
+    terminal admitted once kept working after its user signed out (issue 14). The session is read
+    again from its store as Django's own get_user does, so signing out (the session is deleted),
+    a password change (the session's hash no longer matches; django.contrib.auth flushes it) and an
+    expired session all end the terminal with 4401; a project deleted or given to another user
+    ends it with 4404.
+    """
+    if session is None or not session.session_key:
+        return CLOSE_NOT_SIGNED_IN
+    request = SimpleNamespace(session=import_module(settings.SESSION_ENGINE).SessionStore(session.session_key))
+    if get_user(request).pk != user_id:
+        return CLOSE_NOT_SIGNED_IN
+    if not Project.objects.visible().filter(pk=project_id, user_id=user_id).exists():
+        return CLOSE_NOT_FOUND
+    return None
+
+
 def do_finish_terminal(terminal_session_id: int, *, bytes_from_browser: int, bytes_to_browser: int, close_code: int):
     """Closes the audit entry once, when the connection ends (never per frame: the relay stays lean)."""
     TerminalSession.objects.filter(pk=terminal_session_id, ended__isnull=True).update(
@@ -154,10 +179,13 @@ def do_finish_terminal(terminal_session_id: int, *, bytes_from_browser: int, byt
 
 # --- uploads -------------------------------------------------------------------------------------
 
-UPLOAD_CHUNK_BYTES = 5 * 1024 * 1024  # the original's resumable upload sent 5 MB chunks
+# The page sends files in chunks of this size (5 MiB, as the original's resumable upload); it is also
+# the upload endpoint's request-body limit (fullstackagent.request_limits).
+UPLOAD_CHUNK_BYTES = settings.TERMINAL_UPLOAD_CHUNK_BYTES
 UPLOAD_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{8,64}")
-# Staged uploads nobody finished (a closed tab) are removed when another upload starts.
-STALE_UPLOAD_SECONDS = 24 * 3600
+# Staged uploads nobody continued for this long (a closed tab) are removed: when the user starts
+# another upload, and by the periodic clean-up (sandboxes.tasks.remove_stale_uploads).
+STALE_UPLOAD_SECONDS = settings.TERMINAL_UPLOAD_STALE_SECONDS
 
 
 class UploadRefused(Exception):
@@ -188,18 +216,59 @@ def valid_upload_name(name: str) -> str:
     return name
 
 
+def uploads_root() -> Path:
+    return Path(settings.STATE_DIR) / "uploads"
+
+
 def upload_staging_dir(user_id: int, project_id: int) -> Path:
-    return Path(settings.STATE_DIR) / "uploads" / str(user_id) / str(project_id)
+    return uploads_root() / str(user_id) / str(project_id)
 
 
-def _remove_stale_uploads(directory: Path) -> None:
+def _remove_stale_uploads(pattern: str) -> int:
+    """Removes the staged parts matching ``pattern`` (under the uploads folder) that nobody has
+    added to for STALE_UPLOAD_SECONDS; returns how many."""
     cutoff = time.time() - STALE_UPLOAD_SECONDS
-    for staged in directory.glob("*.part"):
+    removed = 0
+    for staged in uploads_root().glob(pattern):
         try:
             if staged.stat().st_mtime < cutoff:
                 staged.unlink()
+                removed += 1
         except FileNotFoundError:
-            pass
+            pass  # finished or removed by another process meanwhile
+    return removed
+
+
+def remove_stale_uploads() -> int:
+    """Every user's abandoned uploads (the periodic clean-up)."""
+    return _remove_stale_uploads("*/*/*.part")
+
+
+@contextmanager
+def _user_uploads_locked(user_id: int):
+    """One upload start at a time per user, across the web processes, so two starting together
+    cannot both pass the cap on unfinished uploads."""
+    folder = uploads_root() / str(user_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _start_upload(user_id: int, staged: Path) -> None:
+    """Makes room for a new upload (offset 0), refused while the user has as many unfinished ones
+    as TERMINAL_UPLOADS_UNFINISHED_MAX: each may announce up to TERMINAL_UPLOAD_MAX_BYTES."""
+    with _user_uploads_locked(user_id):
+        _remove_stale_uploads(f"{user_id}/*/*.part")
+        staged.unlink(missing_ok=True)
+        unfinished = len(list((uploads_root() / str(user_id)).glob("*/*.part")))
+        if unfinished >= settings.TERMINAL_UPLOADS_UNFINISHED_MAX:
+            raise UploadRefused(
+                429,
+                f"You have {unfinished} unfinished uploads; let them finish (or wait "
+                f"{STALE_UPLOAD_SECONDS // 60} minutes after one stopped) before starting another.",
+            )
+        staged.touch()
 
 
 def running_sandbox_for_upload(user, project_id: int) -> Sandbox:
@@ -245,8 +314,7 @@ def do_receive_upload_chunk(
     staging.mkdir(parents=True, exist_ok=True)
     staged = staging / f"{upload_id}.part"
     if offset == 0:
-        _remove_stale_uploads(staging)
-        staged.unlink(missing_ok=True)
+        _start_upload(user.pk, staged)
     received = staged.stat().st_size if staged.exists() else 0
     if offset != received:
         raise UploadRefused(409, "The chunk does not continue the upload.", offset=received)
@@ -282,9 +350,24 @@ def _deliver_upload(sandbox: Sandbox, session_name: str, filename: str, staged: 
     try:
         directory = backend.terminal_cwd(spec, session_name)
         with open(staged, "rb") as content:
-            return backend.upload_file(spec, directory, filename, content)
+            return _path_in_sandbox(backend, spec, backend.upload_file(spec, directory, filename, content))
     except BackendError as error:
         # The backend's confinement checks (workspace, symlinks) end up here with a user-facing message.
         raise UploadRefused(400, str(error)) from error
     finally:
         staged.unlink(missing_ok=True)
+
+
+def _path_in_sandbox(backend, spec, delivered: str) -> str:
+    """The uploaded file's path as the sandbox's shell names it, never the platform's own path.
+
+    Backends answer with the path as the sandbox sees it; one whose shells' $HOME it can name (the
+    local one: ``home(spec)``) is shown relative to it (``~/dir/file``), as a user would type it.
+    """
+    home = getattr(backend, "home", None)
+    if home is None:
+        return delivered
+    try:
+        return f"~/{PurePosixPath(delivered).relative_to(home(spec))}"
+    except ValueError:
+        return delivered

@@ -78,3 +78,68 @@ def test_every_operation_answers_as_its_schema_says(case, owned):
             case.path_parameters[name] = owned[name]
 
     case.call_and_validate(headers={"Authorization": f"Bearer {owned['token']}"}, checks=CHECKS)
+
+
+# --- hostile input (issue 14): NUL characters, values out of range, bodies over the limit ---------
+
+OVERSIZED = 2 * 1024 * 1024 + 1  # one byte over REQUEST_BODY_MAX_BYTES's default
+
+
+def _each_string(value, change):
+    if isinstance(value, str):
+        return change(value)
+    if isinstance(value, dict):
+        return {key: _each_string(item, change) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_each_string(item, change) for item in value]
+    return value
+
+
+def _each_number(value, change):
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return change(value)
+    if isinstance(value, dict):
+        return {key: _each_number(item, change) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_each_number(item, change) for item in value]
+    return value
+
+
+def _with_nul(case):
+    case.query = _each_string(case.query, lambda text: text + "\x00") if case.query else {"q": "\x00"}
+    if isinstance(case.body, (dict, list, str)):
+        case.body = _each_string(case.body, lambda text: "a\x00" + text)
+
+
+def _out_of_range(case):
+    day = "9999-12-31"
+    case.query = {**(case.query or {}), "created_from": day, "created_to": day}
+    if isinstance(case.body, (dict, list)):
+        case.body = _each_number(_each_string(case.body, lambda text: day), lambda number: 2**70)
+
+
+def _oversized(case):
+    if isinstance(case.body, dict):
+        case.body = {**case.body, "padding": "x" * OVERSIZED}
+    elif isinstance(case.body, (list, str)):
+        case.body = ["x" * OVERSIZED]
+    else:
+        case.query = {**(case.query or {}), "q": "x" * 100_000}
+
+
+@schema.parametrize()
+@pytest.mark.parametrize("hostile", [_with_nul, _out_of_range, _oversized], ids=["nul", "out_of_range", "oversized"])
+@settings(max_examples=2, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+def test_hostile_input_gets_a_4xx_in_the_error_shape_never_a_500(case, owned, hostile):
+    for name, value in list((case.path_parameters or {}).items()):
+        if name in owned and isinstance(value, int) and value % 2 == 0:
+            case.path_parameters[name] = owned[name]
+    hostile(case)
+
+    response = case.call(headers={"Authorization": f"Bearer {owned['token']}"})
+
+    assert response.status_code < 500, response.text[:500]
+    if response.status_code >= 400:
+        assert set(response.json()) - {"fields"} == {"message", "code"}, response.text[:500]

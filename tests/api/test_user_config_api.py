@@ -193,7 +193,7 @@ def test_kubeconfig_validate_only_does_not_save(api, user, cluster_url):
 
     assert response.status_code == 200
     assert response.json() == {
-        "message": f"Connected to Kubernetes v1.31.2 at {cluster_url}, namespace 'team-a'.",
+        "message": f"Connected to the Kubernetes cluster at {cluster_url}, namespace 'team-a'.",
         "valid": True,
         "saved": False,
     }

@@ -21,7 +21,8 @@ def production_environment(**extra) -> dict:
     }
     environment = platform_process_environment(**{**settings, **extra})
     # The variables that make an embedded or test setup must not leak into a production check.
-    for name in ("STATE_DIR", "LOCAL_SANDBOX_ROOT", "RECONCILE_INTERVAL_SECONDS", "QUOTA_PROJECTS", "QUOTA_RUNNING_SANDBOXES"):
+    for name in ("STATE_DIR", "LOCAL_SANDBOX_ROOT", "RECONCILE_INTERVAL_SECONDS", "QUOTA_PROJECTS", "QUOTA_RUNNING_SANDBOXES",
+                 "KUBERNETES_ALLOWED_NETWORKS"):
         environment.pop(name, None)
     return environment
 

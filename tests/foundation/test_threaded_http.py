@@ -423,3 +423,31 @@ def test_a_request_busy_for_less_than_stuck_after_keeps_the_next_in_the_queue():
     assert slow_was_waiting
     assert answered_in is None
     assert threads_seen["/fast"] == threads_seen["/slow"]
+
+
+# --- the request-size limit (issue 14), under any ASGI server -------------------------------------
+
+
+def test_a_body_over_the_limit_is_answered_413_without_reaching_django(app, settings):
+    settings.REQUEST_BODY_MAX_BYTES = 64 * 1024
+    started = []
+
+    def count(**kwargs):
+        started.append(kwargs)
+
+    from django.core.signals import request_started
+
+    request_started.connect(count)
+    try:
+        sent = request(app, "POST", "/api/projects", chunks=(b"x" * 40000, b"x" * 40000))
+    finally:
+        request_started.disconnect(count)
+
+    status, headers, body = whole_response(sent)
+    assert status == 413
+    assert headers[b"content-type"] == b"application/json"
+    assert json.loads(body) == {
+        "message": "The request body is larger than this endpoint accepts (64 KiB); nothing was done.",
+        "code": "REQUEST_TOO_LARGE",
+    }
+    assert started == []

@@ -13,6 +13,7 @@ from projects import services
 from projects.models import Environment, Project
 from sandboxes.environment import TERMINAL_TOKEN_KEY
 from sandboxes.models import Sandbox
+from tests.ui.test_csp import RECORD_VIOLATIONS
 
 PASSWORD = "a-long-browser-password-42"
 TERMINAL = "#terminal-panes .terminal-pane.active"
@@ -74,6 +75,7 @@ def test_terminal_end_to_end_without_the_token_ever_reaching_the_browser(
 
     context = chromium.new_context(base_url=live_platform.url, viewport={"width": 1280, "height": 800})
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_platform.url)
+    context.add_init_script(RECORD_VIOLATIONS)  # xterm.js under the Content-Security-Policy (issue 14)
     page = context.new_page()
     page.on("response", record_response)
     page.on("request", lambda request: request_urls.append(request.url))
@@ -113,8 +115,7 @@ def test_terminal_end_to_end_without_the_token_ever_reaching_the_browser(
         drop_file(page, "greeting.txt", "dropped through the platform\n")
         page.wait_for_function("() => document.getElementById('terminal-upload').dataset.path")
         uploaded = page.get_attribute("#terminal-upload", "data-path")
-        # The path as the shell sees it (the sandbox's home), never the host's.
-        assert uploaded == "/home/agent/greeting.txt"
+        assert uploaded == "~/greeting.txt"  # as the shell names it, not the platform's path (issue 14)
         assert page.evaluate("() => navigator.clipboard.readText()") == uploaded
         type_command(page, "cat greeting.txt")
         wait_for_screen(page, r"^dropped through the platform\s*$")
@@ -125,6 +126,7 @@ def test_terminal_end_to_end_without_the_token_ever_reaching_the_browser(
         page.keyboard.press("Control+Shift+V")
         page.keyboard.press("Enter")
         wait_for_screen(page, r"^pasted-2\s*$")
+        assert page.evaluate("() => window.__cspViolations") == []
     except Exception:
         page.screenshot(path=tmp_path / "failure.png")  # with the printed console, explains failures
         raise

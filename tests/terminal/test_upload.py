@@ -40,6 +40,13 @@ def owner_client(running_project, user):
     return client
 
 
+@pytest.fixture(autouse=True)
+def uploads_of_this_test(settings, tmp_path):
+    """Staged uploads in a folder of this test's: user ids start again at 1 in every run's test
+    database, and an unfinished upload of an earlier run must not count against this one's cap."""
+    settings.STATE_DIR = tmp_path / "state"
+
+
 @pytest.fixture
 def small_chunks(monkeypatch):
     monkeypatch.setattr(terminal, "UPLOAD_CHUNK_BYTES", 4)
@@ -58,8 +65,8 @@ def test_upload_in_chunks_lands_in_the_shells_current_directory(running_project,
     assert [response.status_code for response in responses] == [200, 200, 200, 200]
     assert [response.json()["received"] for response in responses] == [4, 8, 12, 15]
     assert [response.json()["complete"] for response in responses] == [False, False, False, True]
-    # The path as the shell sees it (the sandbox's home), never the host's.
-    assert responses[-1].json()["path"] == "/home/agent/src/app/notes.txt"
+    # As the shell names it (its $HOME is the workspace), never the platform's own path (issue 14).
+    assert responses[-1].json()["path"] == "~/src/app/notes.txt"
     assert target.read_bytes() == content
     assert list(terminal.upload_staging_dir(running_project.user_id, running_project.pk).iterdir()) == []
 
@@ -177,3 +184,63 @@ def test_upload_to_a_sandbox_that_is_not_running_is_409(running_project, owner_c
 
     assert response.status_code == 409
     assert not (workspace(running_project) / "x.txt").exists()
+
+
+# --- unfinished uploads (issue 14, finding 10) -------------------------------------------------------
+
+
+def start_upload(client, project, upload_id, size=100):
+    return post_chunk(client, project, b"abcd", name=f"{upload_id}.bin", size=size, offset=0, upload=upload_id)
+
+
+def staged_ids(project):
+    return sorted(path.stem for path in terminal.upload_staging_dir(project.user_id, project.pk).glob("*.part"))
+
+
+def test_a_user_has_at_most_three_unfinished_uploads(running_project, owner_client, small_chunks, settings):
+    assert settings.TERMINAL_UPLOADS_UNFINISHED_MAX == 3
+    started = [start_upload(owner_client, running_project, f"upload-{n}-xyz") for n in range(3)]
+
+    refused = start_upload(owner_client, running_project, "upload-3-xyz")
+    continued = post_chunk(owner_client, running_project, b"efgh", name="upload-0-xyz.bin", size=100, offset=4, upload="upload-0-xyz")
+
+    assert [response.status_code for response in started] == [200, 200, 200]
+    assert refused.status_code == 429
+    assert refused.json() == {
+        "message": "You have 3 unfinished uploads; let them finish (or wait 60 minutes after one stopped) "
+        "before starting another."
+    }
+    assert continued.status_code == 200  # the ones under way go on
+    assert staged_ids(running_project) == ["upload-0-xyz", "upload-1-xyz", "upload-2-xyz"]
+
+
+def test_a_finished_upload_makes_room_for_another(running_project, owner_client, small_chunks):
+    for n in range(2):
+        start_upload(owner_client, running_project, f"upload-{n}-xyz")
+    finished = post_chunk(owner_client, running_project, b"abc", name="done.txt", size=3, offset=0, upload="upload-2-xyz")
+
+    again = start_upload(owner_client, running_project, "upload-3-xyz")
+
+    assert finished.json()["complete"] is True
+    assert again.status_code == 200
+    assert staged_ids(running_project) == ["upload-0-xyz", "upload-1-xyz", "upload-3-xyz"]
+
+
+def test_the_periodic_clean_up_removes_abandoned_uploads_only(running_project, owner_client, small_chunks, settings):
+    import os
+    import time
+
+    from sandboxes import tasks
+
+    for n in range(3):
+        start_upload(owner_client, running_project, f"upload-{n}-xyz")
+    abandoned = terminal.upload_staging_dir(running_project.user_id, running_project.pk) / "upload-0-xyz.part"
+    old = time.time() - terminal.STALE_UPLOAD_SECONDS - 1
+    os.utime(abandoned, (old, old))
+
+    removed = tasks.remove_stale_uploads()
+
+    assert removed == 1
+    assert staged_ids(running_project) == ["upload-1-xyz", "upload-2-xyz"]
+    assert start_upload(owner_client, running_project, "upload-3-xyz").status_code == 200
+    assert settings.CELERY_BEAT_SCHEDULE["remove-stale-uploads"]["task"] == "sandboxes.tasks.remove_stale_uploads"
