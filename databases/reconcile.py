@@ -5,7 +5,7 @@ from django.conf import settings
 from databases.backends import get_database_backend
 from databases.backends.base import DatabaseObservation, DatabasePhase, DatabaseSpec
 from databases.models import Database
-from fullstackagent.reconcile import StepResult
+from fullstackagent.reconcile import StepResult, drift_restart, restart_wait
 from fullstackagent.status import ResourceStatus
 from identities.models import ConfigKey, UserConfig
 from sandboxes.backends.base import Owner
@@ -57,17 +57,17 @@ def step(database: Database) -> StepResult:
     if status == ResourceStatus.CREATING:
         return _towards_running(status, backend.create(spec), poll)
     if status in (ResourceStatus.STARTING, ResourceStatus.UPDATING):
+        wait = restart_wait(database)
+        if wait:
+            return StepResult(status, recheck_in=wait)
         return _towards_running(ResourceStatus.STARTING, backend.start(spec), poll)
     if status == ResourceStatus.RUNNING:
         observation = backend.observe(spec)
         if observation.phase in (DatabasePhase.MISSING, DatabasePhase.STOPPED, DatabasePhase.STOPPING):
             # Drift: wanted running, found otherwise (dropped by hand, connections disallowed);
             # start re-creates what is missing. Data that was dropped is gone, and last_error says so.
-            return StepResult(
-                ResourceStatus.STARTING,
-                recheck_in=0,
-                last_error=f"The database was found {observation.phase.value} while it should run; restarting it.",
-                fields=_fields(observation),
+            return drift_restart(
+                database, f"The database was found {observation.phase.value} while it should run;", _fields(observation)
             )
         return _towards_running(status, observation, poll)
     if status == ResourceStatus.STOPPING:

@@ -265,11 +265,19 @@ GITHUB_API_BASE_URL = env_str("GITHUB_API_BASE_URL", "https://api.github.com")
 # --- reconciliation and backends -----------------------------------------------------------------
 SANDBOX_BACKEND = env_choice("SANDBOX_BACKEND", "local", ("local", "kubernetes"))
 RECONCILE_INTERVAL_SECONDS = env_float("RECONCILE_INTERVAL_SECONDS", 3.0, minimum=0.1)
-RECONCILE_LEASE_SECONDS = env_int("RECONCILE_LEASE_SECONDS", 30, minimum=5)
+# A step renews its lease every third of this while it runs (fullstackagent.reconcile.LeaseHeartbeat),
+# so it is short: a killed worker's rows are taken up again this many seconds later.
+RECONCILE_LEASE_SECONDS = env_int("RECONCILE_LEASE_SECONDS", 10, minimum=2)
 # How often a RUNNING resource is observed for drift (a process or pod that went away).
 RECONCILE_DRIFT_CHECK_SECONDS = env_float("RECONCILE_DRIFT_CHECK_SECONDS", 10.0, minimum=1.0)
 RECONCILE_MAX_RETRIES = env_int("RECONCILE_MAX_RETRIES", 8, minimum=1)
 RECONCILE_SCAN_BATCH = env_int("RECONCILE_SCAN_BATCH", 500, minimum=1)
+# Issue 13 (resilience): a transitional status older than this ends in ERROR (Kubernetes'
+# progressDeadlineSeconds has the same default); drift restarts in a row before ERROR, and how long
+# a resource must have run fine for the count to start again (the kubelet's 10 minutes).
+RECONCILE_PROGRESS_DEADLINE_SECONDS = env_int("RECONCILE_PROGRESS_DEADLINE_SECONDS", 600, minimum=10)
+RECONCILE_CRASH_LOOP_LIMIT = env_int("RECONCILE_CRASH_LOOP_LIMIT", 5, minimum=1)
+RECONCILE_CRASH_LOOP_RESET_SECONDS = env_int("RECONCILE_CRASH_LOOP_RESET_SECONDS", 600, minimum=1)
 
 # Local backend: workspaces and ttyd processes under the state folder; databases on the server that
 # LOCAL_DATABASE_ADMIN_URL names (default: the platform's own server).
