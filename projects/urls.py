@@ -15,6 +15,7 @@ urlpatterns = [
     path("projects/<int:project_id>/stop/", views.project_action, {"action": "stop"}, name="project-stop"),
     path("projects/<int:project_id>/delete/", views.project_action, {"action": "delete"}, name="project-delete"),
     path("projects/<int:project_id>/database/", views.database_page, name="project-database"),
+    path("projects/<int:project_id>/history/", views.history_page, name="project-history"),
     path("projects/<int:project_id>/environment/", views.environment_page, name="project-environment"),
     path("projects/<int:project_id>/secrets/", views.secrets_page, name="project-secrets"),
     path("projects/<int:project_id>/auth/", views.auth_page, name="project-auth"),
