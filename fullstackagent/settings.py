@@ -301,9 +301,20 @@ AIPROXY_TIMEOUT_SECONDS = env_float("AIPROXY_TIMEOUT_SECONDS", 5.0, minimum=0.1)
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
-CELERY_TASK_ACKS_LATE = True
+# Issue 13: messages are acked when a task starts, and short rechecks are published when due
+# (fullstackagent.requeue), never parked in the worker as countdown messages. A Redis restart then
+# finds no unacknowledged message to restore: kombu's restore on a connection closed by the loss
+# reaches a transport already detached (`_connparams` → AttributeError on None.hostname), which
+# Celery treats as unrecoverable and exits. A message lost with a dead worker costs nothing: the
+# row's lease and next_check_at make the beat's scan queue it again.
+CELERY_TASK_ACKS_LATE = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Reconnect to the broker forever (Celery's default gives up after 100 tries and exits).
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+# kombu's Redis transport with a guard against the crash above (fullstackagent.broker).
+if REDIS_URL.split("://", 1)[0] in ("redis", "rediss"):
+    CELERY_BROKER_TRANSPORT = "fullstackagent.broker:Transport"
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "fullstackagent")
 CELERY_BEAT_SCHEDULE = {
     "reconcile-scan": {
