@@ -84,6 +84,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: a request that failed because PostgreSQL is unreachable answers 503 (issue 13).
+    "fullstackagent.availability.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -138,9 +140,17 @@ DATABASES["default"]["TEST"] = {"NAME": env_str("DATABASE_TEST_NAME")}
 # backend fork, most of a create-project request). A process-wide pool (psycopg_pool) lends them
 # instead; Django wants CONN_MAX_AGE 0 with it. 0 turns the pool off.
 DATABASE_POOL_MAX_SIZE = env_int("DATABASE_POOL_MAX_SIZE", 20, minimum=0)
+# Issue 13: how long a request waits for a pooled connection before it answers 503 (PostgreSQL
+# down must cost a second, not ten); connections are checked when lent (a PostgreSQL restart
+# leaves broken ones in the pool), and new ones give up after libpq's minimum of 2 s.
+DATABASE_POOL_TIMEOUT_SECONDS = env_float("DATABASE_POOL_TIMEOUT_SECONDS", 1.0, minimum=0.1)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 2)
 if DATABASE_POOL_MAX_SIZE:
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"]["OPTIONS"]["pool"] = {"min_size": 1, "max_size": DATABASE_POOL_MAX_SIZE, "timeout": 10}
+    DATABASES["default"]["OPTIONS"]["pool"] = {
+        "min_size": 1, "max_size": DATABASE_POOL_MAX_SIZE, "timeout": DATABASE_POOL_TIMEOUT_SECONDS
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 
