@@ -60,6 +60,12 @@ class TcpProxy:
 
         listener, self._listener = self._listener, None
         if listener is not None:
+            # shutdown() stops the listening and wakes the thread blocked in accept(); close()
+            # alone would leave the socket listening until that accept() returned.
+            try:
+                listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             listener.close()
             # A connection being accepted right now is registered before the accept loop ends.
             self._accepting.join(timeout=5)
