@@ -117,7 +117,16 @@ def test_projects_converge_through_redis_postgres_and_worker_failures(chaos, sta
             for project in projects
         )
 
-    wait_for(converged, timeout=90, interval=0.2, message=f"every project to converge to {desired}")
+    try:
+        wait_for(converged, timeout=90, interval=0.2, message=f"every project to converge to {desired}")
+    except pytest.fail.Exception:
+        # What did not converge, for whoever reads the failure.
+        state = [
+            (s.project_id, s.status, s.last_error[:120], len(_ttyd_processes(s.name)))
+            for s in Sandbox.objects.filter(project__in=projects).order_by("project_id")
+        ]
+        state += list(Database.objects.filter(project__in=projects).values_list("project_id", "status", "last_error"))
+        raise AssertionError(f"not converged to {desired}: {state}\n{survivor.output()[-3000:]}") from None
     # One database and one role per project whose database was ever created (a project stopped
     # while still creating may have none yet: its start creates it); never two.
     with psycopg.connect(settings.LOCAL_DATABASE_ADMIN_URL) as connection:
