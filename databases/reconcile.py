@@ -5,7 +5,7 @@ from django.conf import settings
 from databases.backends import get_database_backend
 from databases.backends.base import DatabaseObservation, DatabasePhase, DatabaseSpec
 from databases.models import Database
-from fullstackagent.reconcile import StepResult
+from fullstackagent.reconcile import StepResult, drift_restart, restart_wait
 from fullstackagent.status import ResourceStatus
 from identities.models import ConfigKey, UserConfig
 from sandboxes.backends.base import Owner
@@ -73,6 +73,9 @@ def step(database: Database) -> StepResult:
         # would quietly give the app an empty one. Only the user's explicit re-create does that.
         if database.connection_url and backend.observe(spec).phase == DatabasePhase.MISSING:
             return StepResult(ResourceStatus.ERROR, last_error=lost_data_message(database))
+        wait = restart_wait(database)
+        if wait:
+            return StepResult(status, recheck_in=wait)
         return _towards_running(ResourceStatus.STARTING, backend.start(spec), poll)
     if status == ResourceStatus.RUNNING:
         observation = backend.observe(spec)
@@ -81,11 +84,8 @@ def step(database: Database) -> StepResult:
         if observation.phase in (DatabasePhase.STOPPED, DatabasePhase.STOPPING):
             # Drift: wanted running, found not accepting connections (changed by hand): start
             # allows them again; the data is there, and last_error says what happened.
-            return StepResult(
-                ResourceStatus.STARTING,
-                recheck_in=0,
-                last_error=f"The database was found {observation.phase.value} while it should run; restarting it.",
-                fields=_fields(observation),
+            return drift_restart(
+                database, f"The database was found {observation.phase.value} while it should run;", _fields(observation)
             )
         return _towards_running(status, observation, poll)
     if status == ResourceStatus.STOPPING:

@@ -5,6 +5,7 @@ from django.db import transaction
 from databases import reconcile
 from databases.models import Database
 from fullstackagent.reconcile import run_step
+from fullstackagent.requeue import publish_later
 
 
 @shared_task(name="databases.tasks.reconcile_database", ignore_result=True)
@@ -22,6 +23,6 @@ def reconcile_database(database_id: int) -> None:
         with transaction.atomic():
             environment_changed_for_projects([row.project_id])
     if not landed:
-        reconcile_database.apply_async((database_id,), countdown=0.05)
+        publish_later(reconcile_database, (database_id,), 0.05)
     elif result.recheck_in is not None and result.recheck_in <= settings.RECONCILE_INTERVAL_SECONDS:
-        reconcile_database.apply_async((database_id,), countdown=result.recheck_in)
+        publish_later(reconcile_database, (database_id,), result.recheck_in)

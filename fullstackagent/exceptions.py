@@ -20,6 +20,8 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
+from fullstackagent import availability
+
 logger = logging.getLogger(__name__)
 
 SERVER_ERROR_MESSAGE = "Something went wrong on our side. Try again; if it keeps happening, tell the operators."
@@ -135,6 +137,8 @@ def api_exception_handler(exc, context):
         exc = exceptions.NotFound("Not found.")
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif availability.is_database_unavailable(exc):
+        exc = availability.database_unavailable()  # a 503 within a second, not a 500 (issue 13)
 
     if isinstance(exc, exceptions.ValidationError):
         body = _validation_body(exc.detail)

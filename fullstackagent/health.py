@@ -1,4 +1,5 @@
-"""``/healthz``: can this web process serve, that is, reach PostgreSQL and Redis?
+"""``/healthz``: can this web process serve, that is, reach PostgreSQL and Redis? It also reports
+whether the scheduler (Celery beat) has scanned lately ("scheduler": "ok" or "stale").
 
 docker-compose's healthcheck runs ``python -m fullstackagent.health`` inside the web container,
 which calls the endpoint the way a load balancer would. The answer names each dependency and
@@ -9,6 +10,7 @@ import json
 import logging
 import os
 import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -18,6 +20,8 @@ from django.http import JsonResponse
 from django.urls import path
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+
+from fullstackagent.availability import is_database_unavailable, reset_database_pools
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +33,10 @@ def _database() -> str:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
             cursor.fetchone()
-    except Exception:
+    except Exception as error:
         logger.exception("health check: PostgreSQL is unavailable")
+        if is_database_unavailable(error):
+            reset_database_pools()  # the next check connects afresh (fullstackagent.availability)
         return UNAVAILABLE
     return OK
 
@@ -48,11 +54,38 @@ def _redis() -> str:
     return OK
 
 
+STALE = "stale"
+
+
+def scheduler_stale_after() -> float:
+    """A scan older than five beat periods (at least 15 s) means no beat is running, or none is
+    getting its scans executed."""
+    from django.conf import settings
+
+    return max(5 * settings.RECONCILE_INTERVAL_SECONDS, 15.0)
+
+
+def _scheduler() -> str:
+    from fullstackagent.tasks import SCHEDULER_HEARTBEAT_KEY
+
+    try:
+        last_scan = cache.get(SCHEDULER_HEARTBEAT_KEY)
+    except Exception:  # noqa: BLE001 - Redis being down is reported by its own check
+        return UNAVAILABLE
+    if last_scan is None or time.time() - float(last_scan) > scheduler_stale_after():
+        return STALE
+    return OK
+
+
 @never_cache
 @require_GET
 def healthz(request):
     checks = {"database": _database(), "redis": _redis()}
     healthy = all(result == OK for result in checks.values())
+    # The scheduler (Celery beat) is reported, not required: this endpoint says whether this web
+    # process can serve, and a stale beat is for monitoring to alert on (and compose to restart),
+    # not a reason to take the web server out of rotation.
+    checks["scheduler"] = _scheduler()
     return JsonResponse({"status": OK if healthy else UNAVAILABLE, **checks}, status=200 if healthy else 503)
 
 

@@ -2,10 +2,12 @@
 
 Starts the embedded PostgreSQL and Redis (unless DATABASE_URL / REDIS_URL are set), migrates,
 then runs the web server (fullstackagent.serve: daphne processes for HTTP and websockets), a
-Celery worker and Celery beat as child processes, each in its own process group. Ctrl-C (or
-SIGTERM) stops all of them, the local sandboxes' terminal processes and the embedded servers,
-leaving no process behind; the data stays under the state folder and the next run picks it up
-(running sandboxes are restarted by the reconcilers).
+Celery worker and Celery beat as child processes, each in its own process group. A child that
+exits is restarted with a backoff while the others, and the users' sandboxes, keep running
+(fullstackagent.supervise); one that keeps failing makes the launcher stop everything and exit 1.
+Ctrl-C (or SIGTERM) stops all of them, the local sandboxes' terminal processes and the embedded
+servers, leaving no process behind, and exits 0; the data stays under the state folder and the
+next run picks it up (running sandboxes are restarted by the reconcilers).
 """
 
 import argparse
@@ -40,20 +42,23 @@ def main(argv: list[str] | None = None) -> int:
     python = sys.executable
     subprocess.run([python, "manage.py", "migrate", "--no-input"], env=environment, cwd=embedded.PROJECT_ROOT, check=True)
 
-    processes = [
+    def program(name: str, command: list[str]) -> supervise.Child:
+        return supervise.Child(name, lambda: _spawn(command, environment))
+
+    children = [
         # One daphne per CPU on one port (WEB_PROCESSES; fullstackagent.serve).
-        _spawn([python, "-m", "fullstackagent.serve", "--host", args.host, "--port", str(args.port)], environment),
-        _spawn([python, "-m", "celery", "-A", "fullstackagent", "worker", "--pool", "threads", "--concurrency", "8",
-                "--loglevel", "INFO", "--without-gossip", "--without-mingle"], environment),
-        _spawn([python, "-m", "celery", "-A", "fullstackagent", "beat", "--loglevel", "INFO",
-                "--schedule", str(embedded.state_dir() / "celerybeat-schedule")], environment),
+        program("web server", [python, "-m", "fullstackagent.serve", "--host", args.host, "--port", str(args.port)]),
+        program("celery worker", [python, "-m", "celery", "-A", "fullstackagent", "worker", "--pool", "threads",
+                                  "--concurrency", "8", "--loglevel", "INFO", "--without-gossip", "--without-mingle"]),
+        program("celery beat", [python, "-m", "celery", "-A", "fullstackagent", "beat", "--loglevel", "INFO",
+                                "--schedule", str(embedded.state_dir() / "celerybeat-schedule")]),
     ]
     print(f"\n  FullstackAgent is running: open http://{args.host}:{args.port}/  (Ctrl-C stops it)\n", flush=True)
+    exit_code = 1
     try:
-        if supervise.wait_for_stop_or_exit(processes, interval=0.3) is not None:
-            print("a platform process exited; stopping everything", file=sys.stderr)
+        exit_code = supervise.supervise(children, interval=0.3)
     finally:
-        supervise.stop(processes, process_groups=True)
+        supervise.stop_children(children, process_groups=True)
         subprocess.run(
             [python, "manage.py", "stop_local_sandboxes"], env=environment, cwd=embedded.PROJECT_ROOT, check=False
         )
@@ -61,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
             embedded.redis().stop()
         if not os.environ.get("DATABASE_URL") and not postgres_was_running:
             embedded.postgres().stop()
-        print("stopped", flush=True)
-    return 0
+        print("stopped" if exit_code == 0 else "stopped after giving up on a process (see above)", flush=True)
+    return exit_code
 
 
 if __name__ == "__main__":

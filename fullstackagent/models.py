@@ -2,6 +2,7 @@
 
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from fullstackagent.status import ResourceStatus
 
@@ -18,6 +19,13 @@ class ReconciledResource(models.Model):
     last_error = models.TextField(blank=True)
     # Consecutive retryable failures, for the backoff; reset by every successful step.
     attempts = models.PositiveIntegerField(default=0)
+    # When the row entered its current status: transitional states have a progress deadline
+    # (RECONCILE_PROGRESS_DEADLINE_SECONDS) counted from here.
+    status_changed_at = models.DateTimeField(default=timezone.now)
+    # Drift restarts in a row (a crash loop) and when the last one was decided: the next restart
+    # waits 10, 20, 40 ... s, and too many end in ERROR. The user's start, stop or delete resets it.
+    restarts = models.PositiveIntegerField(default=0)
+    last_restart_at = models.DateTimeField(null=True, blank=True)
     observed_at = models.DateTimeField(null=True, blank=True)
     # What the backend needs to find its infrastructure again (pids, ports, generations).
     runtime_state = models.JSONField(default=dict, blank=True)

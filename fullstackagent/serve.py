@@ -7,8 +7,10 @@ over with ``daphne --fd``, and the kernel spreads new connections over them. Not
 memory between the processes: sessions, rate limits and uploads live in PostgreSQL, Redis and the
 state folder, and a terminal websocket stays on the process that accepted it.
 
-If one daphne exits, the others are stopped and this exits with its code (a supervisor, compose or
-Kubernetes restarts the whole). SIGTERM and SIGINT are passed on; daphne closes its connections.
+If one daphne exits, it is started again on a new socket of the same port after a backoff, while
+the others keep serving (fullstackagent.supervise); one that keeps failing makes this stop the
+others and exit 1 (a supervisor, compose or Kubernetes restarts the whole). SIGTERM and SIGINT are
+passed on; daphne closes its connections.
 
     python -m fullstackagent.serve --host 0.0.0.0 --port 8000 --processes 4
 """
@@ -84,24 +86,23 @@ def main(argv: list[str] | None = None) -> int:
     if count < 1:
         parser.error("--processes must be at least 1")
 
-    sockets = [listening_socket(args.host, args.port) for _ in range(count)]
-    children = [
-        subprocess.Popen(
-            daphne_command(sock.fileno(), args.daphne_args), pass_fds=(sock.fileno(),), preexec_fn=_die_with_parent
-        )
-        for sock in sockets
-    ]
-    for sock in sockets:
-        sock.close()  # the children hold their own copies
+    def daphne() -> subprocess.Popen:
+        # A socket of its own, bound anew for each start (SO_REUSEPORT), handed over and closed here:
+        # this process holds no listening socket, so a stopped web server leaves the port free.
+        sock = listening_socket(args.host, args.port)
+        try:
+            return subprocess.Popen(
+                daphne_command(sock.fileno(), args.daphne_args), pass_fds=(sock.fileno(),), preexec_fn=_die_with_parent
+            )
+        finally:
+            sock.close()
 
-    exited = supervise.wait_for_stop_or_exit(children)
-    exit_code = 0
-    if exited is not None:
-        # Its code, a shell's 128+N for a signal N, or 1: a supervisor restarts us either way.
-        code = exited.returncode
-        exit_code = code if code > 0 else 128 - code if code < 0 else 1
-        print(f"daphne (pid {exited.pid}) exited with {code}; stopping the others", file=sys.stderr, flush=True)
-    supervise.stop(children)
+    children = [supervise.Child("daphne", daphne) for _ in range(count)]
+    exit_code = 1
+    try:
+        exit_code = supervise.supervise(children)
+    finally:
+        supervise.stop_children(children)
     return exit_code
 
 

@@ -88,6 +88,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: a request that failed because PostgreSQL is unreachable answers 503 (issue 13).
+    "fullstackagent.availability.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # The Content-Security-Policy of every response (CONTENT_SECURITY_POLICY below).
     "csp.middleware.CSPMiddleware",
@@ -148,9 +150,17 @@ DATABASES["default"]["TEST"] = {"NAME": env_str("DATABASE_TEST_NAME")}
 # backend fork, most of a create-project request). A process-wide pool (psycopg_pool) lends them
 # instead; Django wants CONN_MAX_AGE 0 with it. 0 turns the pool off.
 DATABASE_POOL_MAX_SIZE = env_int("DATABASE_POOL_MAX_SIZE", 20, minimum=0)
+# Issue 13: how long a request waits for a pooled connection before it answers 503 (PostgreSQL
+# down must cost a second, not ten); connections are checked when lent (a PostgreSQL restart
+# leaves broken ones in the pool), and new ones give up after libpq's minimum of 2 s.
+DATABASE_POOL_TIMEOUT_SECONDS = env_float("DATABASE_POOL_TIMEOUT_SECONDS", 1.0, minimum=0.1)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 2)
 if DATABASE_POOL_MAX_SIZE:
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"]["OPTIONS"]["pool"] = {"min_size": 1, "max_size": DATABASE_POOL_MAX_SIZE, "timeout": 10}
+    DATABASES["default"]["OPTIONS"]["pool"] = {
+        "min_size": 1, "max_size": DATABASE_POOL_MAX_SIZE, "timeout": DATABASE_POOL_TIMEOUT_SECONDS
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 
@@ -280,11 +290,19 @@ GITHUB_API_BASE_URL = env_str("GITHUB_API_BASE_URL", "https://api.github.com")
 # --- reconciliation and backends -----------------------------------------------------------------
 SANDBOX_BACKEND = env_choice("SANDBOX_BACKEND", "local", ("local", "kubernetes"))
 RECONCILE_INTERVAL_SECONDS = env_float("RECONCILE_INTERVAL_SECONDS", 3.0, minimum=0.1)
-RECONCILE_LEASE_SECONDS = env_int("RECONCILE_LEASE_SECONDS", 30, minimum=5)
+# A step renews its lease every third of this while it runs (fullstackagent.reconcile.LeaseHeartbeat),
+# so it is short: a killed worker's rows are taken up again this many seconds later.
+RECONCILE_LEASE_SECONDS = env_int("RECONCILE_LEASE_SECONDS", 10, minimum=2)
 # How often a RUNNING resource is observed for drift (a process or pod that went away).
 RECONCILE_DRIFT_CHECK_SECONDS = env_float("RECONCILE_DRIFT_CHECK_SECONDS", 10.0, minimum=1.0)
 RECONCILE_MAX_RETRIES = env_int("RECONCILE_MAX_RETRIES", 8, minimum=1)
 RECONCILE_SCAN_BATCH = env_int("RECONCILE_SCAN_BATCH", 500, minimum=1)
+# Issue 13 (resilience): a transitional status older than this ends in ERROR (Kubernetes'
+# progressDeadlineSeconds has the same default); drift restarts in a row before ERROR, and how long
+# a resource must have run fine for the count to start again (the kubelet's 10 minutes).
+RECONCILE_PROGRESS_DEADLINE_SECONDS = env_int("RECONCILE_PROGRESS_DEADLINE_SECONDS", 600, minimum=10)
+RECONCILE_CRASH_LOOP_LIMIT = env_int("RECONCILE_CRASH_LOOP_LIMIT", 5, minimum=1)
+RECONCILE_CRASH_LOOP_RESET_SECONDS = env_int("RECONCILE_CRASH_LOOP_RESET_SECONDS", 600, minimum=1)
 
 # Local backend: workspaces and ttyd processes under the state folder; databases on the server that
 # LOCAL_DATABASE_ADMIN_URL names (default: the platform's own server).
@@ -328,9 +346,20 @@ AIPROXY_TIMEOUT_SECONDS = env_float("AIPROXY_TIMEOUT_SECONDS", 5.0, minimum=0.1)
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
-CELERY_TASK_ACKS_LATE = True
+# Issue 13: messages are acked when a task starts, and short rechecks are published when due
+# (fullstackagent.requeue), never parked in the worker as countdown messages. A Redis restart then
+# finds no unacknowledged message to restore: kombu's restore on a connection closed by the loss
+# reaches a transport already detached (`_connparams` → AttributeError on None.hostname), which
+# Celery treats as unrecoverable and exits. A message lost with a dead worker costs nothing: the
+# row's lease and next_check_at make the beat's scan queue it again.
+CELERY_TASK_ACKS_LATE = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Reconnect to the broker forever (Celery's default gives up after 100 tries and exits).
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+# kombu's Redis transport with a guard against the crash above (fullstackagent.broker).
+if REDIS_URL.split("://", 1)[0] in ("redis", "rediss"):
+    CELERY_BROKER_TRANSPORT = "fullstackagent.broker:Transport"
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "fullstackagent")
 CELERY_BEAT_SCHEDULE = {
     "reconcile-scan": {

@@ -79,3 +79,12 @@ def aggregate_status(resource_statuses: list[str]) -> str:
     if statuses <= {ResourceStatus.TERMINATED, ResourceStatus.TERMINATING}:
         return ProjectStatus.TERMINATING
     return ProjectStatus.PARTIAL
+
+
+class TransitionCause(models.TextChoices):
+    """Who or what moved a resource from one status to another (recorded with each transition)."""
+
+    USER = "user", "User action"
+    RECONCILE = "reconcile", "Reconcile"
+    DRIFT = "drift", "Drift"
+    DEADLINE = "deadline", "Deadline"

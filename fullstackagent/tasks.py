@@ -1,10 +1,20 @@
+import logging
+import time
+
 from celery import shared_task
+from django.core.cache import cache
 
 from databases.models import Database
 from databases.tasks import reconcile_database
 from fullstackagent.reconcile import claim_due_ids
 from sandboxes.models import Sandbox
 from sandboxes.tasks import reconcile_sandbox
+
+logger = logging.getLogger(__name__)
+
+# When a scan last ran (epoch seconds, in the cache): /healthz reports the scheduler stale when it
+# is old (fullstackagent.health). Any beat's scan refreshes it, so two beats keep it fresh too.
+SCHEDULER_HEARTBEAT_KEY = "fullstackagent:scheduler:last-scan"
 
 
 def queue_each(sandbox_ids, database_ids) -> None:
@@ -25,7 +35,15 @@ def reconcile_resources(sandbox_ids: list[int], database_ids: list[int]) -> None
 
 @shared_task(name="fullstackagent.tasks.scan_resources", ignore_result=True)
 def scan_resources() -> int:
-    """The beat's safety net: queue one reconcile task per due row (two statements per tick)."""
+    """The beat's safety net: queue one reconcile task per due row (two statements per tick).
+
+    Safe with two beats (or a beat per worker): claim_due_ids takes rows with FOR UPDATE SKIP
+    LOCKED and pushes them a lease ahead in the same statement, so a row is queued by one scan only;
+    a second scan in the same tick finds nothing due."""
+    try:
+        cache.set(SCHEDULER_HEARTBEAT_KEY, time.time(), timeout=None)
+    except Exception:  # noqa: BLE001 - the heartbeat is for monitoring; the scan still runs
+        logger.warning("could not record the scheduler heartbeat", exc_info=True)
     database_ids = claim_due_ids(Database)
     sandbox_ids = claim_due_ids(Sandbox)
     queue_each(sandbox_ids, database_ids)

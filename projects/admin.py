@@ -2,7 +2,7 @@ from django.contrib import admin
 
 from databases.models import Database
 from identities.encryption import mask
-from projects.models import Environment, Project
+from projects.models import Environment, Project, ResourceEvent
 from sandboxes.models import Sandbox
 
 
@@ -36,6 +36,20 @@ class EnvironmentInline(admin.TabularInline):
         return mask(variable.value) if variable.is_secret else variable.value[:200]
 
 
+class ResourceEventInline(admin.TabularInline):
+    """The project's history, read-only: events are written by the services and the engine only."""
+
+    model = ResourceEvent
+    extra = 0
+    fields = ["created", "resource_kind", "resource_name", "from_status", "to_status", "cause", "reason"]
+    readonly_fields = fields
+    can_delete = False
+    ordering = ["-created", "-id"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
     list_display = ["name", "user", "status", "k8s_name", "created"]
@@ -43,7 +57,7 @@ class ProjectAdmin(admin.ModelAdmin):
     search_fields = ["name", "user__username", "k8s_name"]
     raw_id_fields = ["user"]
     readonly_fields = ["k8s_name", "status", "created", "updated"]
-    inlines = [SandboxInline, DatabaseInline, EnvironmentInline]
+    inlines = [SandboxInline, DatabaseInline, EnvironmentInline, ResourceEventInline]
 
 
 @admin.register(Environment)

@@ -4,7 +4,9 @@ Views validate and translate; projects.services makes the changes and projects.s
 Another user's project, variable or database answers 404 exactly like a missing one.
 """
 
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from django.db import IntegrityError
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
@@ -19,6 +21,7 @@ from projects.serializers import (
     ProjectCreateSerializer,
     ProjectListQuerySerializer,
     ProjectSerializer,
+    ResourceEventSerializer,
     VariableListResultSerializer,
     VariableResultSerializer,
     WRITABLE_CATEGORIES,
@@ -35,6 +38,9 @@ def errors(*codes: int) -> dict:
     codes = {401, *codes} | ({415} if 400 in codes else set())
     return {code: ApiError for code in sorted(codes)}
 
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+MAX_IDEMPOTENCY_KEY_LENGTH = 255  # the column's length (projects.models.IdempotencyKey.key)
 
 # Every category but the terminal token's, which is never listed.
 _SHOWN_CATEGORIES = [str(category) for category in WRITABLE_CATEGORIES]
@@ -57,6 +63,18 @@ class ProjectListCreate(APIView):
     @extend_schema(
         operation_id="projects_create",
         request=ProjectCreateSerializer,
+        parameters=[
+            OpenApiParameter(
+                IDEMPOTENCY_HEADER,
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                description="A unique value per intended create (a UUID), as payment APIs take it. A create "
+                "retried with the same key (after a timeout, a lost answer or a 5xx) makes no second project: "
+                "it answers 201 with the project the first one made, and the header `Idempotent-Replayed: true`. "
+                "Reusing a key for a create with another name answers 400 `IDEMPOTENCY_KEY_REUSED`. "
+                f"At most {MAX_IDEMPOTENCY_KEY_LENGTH} characters.",
+            )
+        ],
         responses={201: ProjectSerializer, **errors(400, 409)},
         summary="Create a project (its sandbox and database are created in the background)",
         description="400 `KUBECONFIG_MISSING` when the Kubernetes backend is used and the user has no kubeconfig; "
@@ -65,12 +83,27 @@ class ProjectListCreate(APIView):
     def post(self, request):
         serializer = ProjectCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        key = request.headers.get(IDEMPOTENCY_HEADER, "").strip()
+        if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
+            raise ApiFailure(f"{IDEMPOTENCY_HEADER} has at most {MAX_IDEMPOTENCY_KEY_LENGTH} characters.", "INVALID_IDEMPOTENCY_KEY")
         try:
-            project = services.do_create_project(request.user, **serializer.validated_data)
+            try:
+                project = services.do_create_project(request.user, **serializer.validated_data, idempotency_key=key)
+            except IntegrityError:
+                if not key:
+                    raise
+                # A concurrent create with the same key committed first: this one is its replay.
+                project = services.do_create_project(request.user, **serializer.validated_data, idempotency_key=key)
         except services.KubeconfigMissing as error:
             raise ApiFailure(str(error), error.code) from None
         except services.QuotaExceeded as error:
             raise ApiFailure(str(error), error.code, status.HTTP_409_CONFLICT) from None
+        except services.IdempotencyKeyReused as error:
+            raise ApiFailure(str(error), error.code) from None
+        if project.replayed:
+            response = Response(ProjectSerializer(selectors.with_resources(project)).data, status=status.HTTP_201_CREATED)
+            response["Idempotent-Replayed"] = "true"
+            return response
         project = selectors.just_created(project)
         return Response(ProjectSerializer(project).data, status=status.HTTP_201_CREATED)
 
@@ -103,6 +136,21 @@ class ProjectDetail(APIView):
     )
     def delete(self, request, project_id: int):
         return _run_action(request, project_id, services.do_delete_project, DELETE_MESSAGE)
+
+
+class ProjectEvents(APIView):
+    name = "Project events"
+
+    @extend_schema(
+        operation_id="projects_events",
+        responses={200: ResourceEventSerializer(many=True), **errors(404)},
+        summary="The status transitions of the project's sandbox and database, newest first (deleted projects too)",
+        description=f"At most {selectors.EVENTS_SHOWN} events: each says from which status to which, why, "
+        "and what caused it (user, reconcile, drift, deadline). The answer to \"why is my project in ERROR\".",
+    )
+    def get(self, request, project_id: int):
+        project = selectors.owned_project_history(request.user, project_id)
+        return Response(ResourceEventSerializer(selectors.project_events(project), many=True).data)
 
 
 START_MESSAGE = "Project {name} is starting."

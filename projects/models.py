@@ -1,8 +1,9 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
-from fullstackagent.status import ProjectStatus
+from fullstackagent.status import ProjectStatus, ResourceStatus, TransitionCause
 from identities.encryption import EncryptedTextField
 
 
@@ -78,3 +79,53 @@ class Environment(models.Model):
 
     def __str__(self):
         return f"{self.project_id}:{self.key}"
+
+
+class ResourceKind(models.TextChoices):
+    SANDBOX = "sandbox", "Sandbox"
+    DATABASE = "database", "Database"
+
+
+class ResourceEvent(models.Model):
+    """One status transition of one of a project's resources, with why and who caused it (like a
+    Kubernetes event): "why is my project in ERROR" keeps its answer after the next step
+    overwrote ``last_error``. Written in the transaction that changes the status."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="events")
+    resource_kind = models.CharField(max_length=16, choices=ResourceKind.choices)
+    resource_id = models.BigIntegerField()
+    resource_name = models.CharField(max_length=63)
+    # Empty for the event that records the resource's creation.
+    from_status = models.CharField(max_length=16, choices=ResourceStatus.choices, blank=True)
+    to_status = models.CharField(max_length=16, choices=ResourceStatus.choices)
+    reason = models.TextField(blank=True)
+    cause = models.CharField(max_length=16, choices=TransitionCause.choices)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [
+            # The project page and GET /api/projects/{id}/events: one project's latest events.
+            models.Index(fields=["project", "-created", "-id"], name="resource_event_project_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.resource_name}: {self.from_status} → {self.to_status} ({self.cause})"
+
+
+class IdempotencyKey(models.Model):
+    """A client's ``Idempotency-Key`` on a project create, and the project it made: a retried
+    create with the same key answers with that project instead of making a second one."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="idempotency_keys")
+    key = models.CharField(max_length=255)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "key"], name="idempotency_key_user_key_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.user_id}:{self.key}"

@@ -17,7 +17,7 @@ from django.utils import timezone
 from databases.models import Database
 from fullstackagent.status import ProjectStatus, ResourceStatus
 from identities.encryption import mask
-from projects.models import Environment, EnvironmentCategory, Project
+from projects.models import Environment, EnvironmentCategory, Project, ResourceEvent
 from projects.services import allowed_actions
 from sandboxes.models import Sandbox
 
@@ -302,3 +302,29 @@ def database_connection(project: Project) -> DatabaseConnection:
         password=unquote(parts.password or ""),
         connection_string=url,
     )
+
+
+# The history page and GET /api/projects/{id}/events show this many of the latest events.
+EVENTS_SHOWN = 200
+
+
+def owned_project_history(user, project_id) -> Project:
+    """One of the user's projects, deleted ones included: their history outlives them (soft delete)."""
+    project = Project.objects.owned_by(user).filter(pk=project_id).first()
+    if project is None:
+        raise Http404("Project not found.")
+    return project
+
+
+def project_events(project: Project, limit: int = EVENTS_SHOWN) -> list[ResourceEvent]:
+    """A project's latest resource events, newest first (index resource_event_project_idx)."""
+    return list(ResourceEvent.objects.filter(project=project).order_by("-created", "-id")[:limit])
+
+
+def resource_restarts(project: Project) -> list[dict]:
+    """Each of the project's resources with its status and crash-loop count (drift restarts in a row)."""
+    return [
+        {"kind": kind, "name": row.name, "status": row.status, "restarts": row.restarts}
+        for kind, model in (("Sandbox", Sandbox), ("Database", Database))
+        for row in model.objects.filter(project=project).only("name", "status", "restarts").order_by("pk")
+    ]

@@ -13,9 +13,10 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from fullstackagent.status import TransitionCause
 from identities.encryption import mask
 from projects import services
-from projects.models import EnvironmentCategory
+from projects.models import EnvironmentCategory, ResourceKind
 from projects.naming import MAX_PROJECT_NAME_LENGTH, validate_project_name
 
 # Categories a user may write; `ttyd` belongs to the platform.
@@ -282,3 +283,22 @@ class DatabaseConnectionSerializer(serializers.Serializer):
     user = serializers.CharField()
     password = serializers.CharField(help_text="Masked, except from the reveal endpoint.")
     connectionString = serializers.CharField(source="connection_string")
+
+
+class ResourceEventSerializer(serializers.Serializer):
+    """One status transition of a project's sandbox or database (projects.models.ResourceEvent)."""
+
+    id = serializers.IntegerField()
+    resourceKind = serializers.ChoiceField(source="resource_kind", choices=ResourceKind.choices)
+    resourceId = serializers.IntegerField(source="resource_id")
+    resourceName = serializers.CharField(source="resource_name")
+    fromStatus = serializers.CharField(source="from_status", help_text="Empty for the event of the resource's creation.")
+    toStatus = serializers.CharField(source="to_status")
+    reason = serializers.CharField(help_text="Why: the error, the drift found, the deadline passed; empty for a plain step.")
+    cause = serializers.ChoiceField(
+        choices=TransitionCause.choices,
+        help_text="user: a start, stop, delete or environment change; reconcile: a step towards the desired state; "
+        "drift: the resource was found not running and restarted (or given up on); deadline: it stayed in a "
+        "transitional status too long.",
+    )
+    createdAt = Timestamp(source="created")

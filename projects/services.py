@@ -5,6 +5,7 @@ one transaction and queues their reconcile tasks after commit. Nothing here wait
 infrastructure: the reconcilers converge it (fullstackagent.reconcile).
 """
 
+import logging
 import re
 import secrets
 
@@ -15,12 +16,15 @@ from django.db import transaction
 from django.utils import timezone
 
 from databases.models import Database
-from fullstackagent.status import ProjectStatus, ResourceStatus, aggregate_status
+from fullstackagent.status import ProjectStatus, ResourceStatus, TransitionCause, aggregate_status
 from identities.models import ConfigKey, UserConfig, UserQuota
-from projects.models import Environment, EnvironmentCategory, Project
+from projects.events import record_transition
+from projects.models import Environment, EnvironmentCategory, IdempotencyKey, Project
 from projects.naming import k8s_project_name, resource_name, validate_project_name
 from sandboxes.environment import RESERVED_KEYS, TERMINAL_TOKEN_KEY
 from sandboxes.models import Sandbox
+
+logger = logging.getLogger(__name__)
 
 
 class ActionNotAllowed(Exception):
@@ -80,7 +84,9 @@ def check_project_quota(user_id: int, limits: dict) -> None:
 
 START, STOP, DELETE, RESTART = "start", "stop", "delete", "restart"
 
-# From the original system's table, kept as data so the UI can offer only what is allowed.
+# From the original system's table, kept as data so the UI can offer only what is allowed. Stop is
+# allowed while creating or updating (issue 13): a change stuck there must not leave only delete,
+# which deletes the workspace too.
 ALLOWED_ACTIONS = {
     ProjectStatus.RUNNING: {STOP, DELETE, RESTART},
     ProjectStatus.STOPPED: {START, DELETE},
@@ -88,17 +94,15 @@ ALLOWED_ACTIONS = {
     ProjectStatus.ERROR: {START, STOP, DELETE},
     ProjectStatus.STARTING: {STOP, DELETE},
     ProjectStatus.STOPPING: {START, DELETE},
-    ProjectStatus.CREATING: {DELETE},
-    ProjectStatus.UPDATING: {DELETE},
+    ProjectStatus.CREATING: {STOP, DELETE},
+    ProjectStatus.UPDATING: {STOP, DELETE},
     ProjectStatus.TERMINATING: set(),
     ProjectStatus.TERMINATED: set(),
 }
-# Start and stop are refused while any resource is in one of these.
-_BLOCKS_START_STOP = {
-    ResourceStatus.CREATING,
-    ResourceStatus.UPDATING,
-    ResourceStatus.TERMINATING,
-    ResourceStatus.TERMINATED,
+# Start is refused while any resource is in one of these, stop while any is being deleted.
+_BLOCKS_ACTION = {
+    START: {ResourceStatus.CREATING, ResourceStatus.UPDATING, ResourceStatus.TERMINATING, ResourceStatus.TERMINATED},
+    STOP: {ResourceStatus.TERMINATING, ResourceStatus.TERMINATED},
 }
 
 TERMINAL_TOKEN_BYTES = 32  # 256 bits, url-safe base64 → 43 characters
@@ -106,15 +110,13 @@ TERMINAL_TOKEN_BYTES = 32  # 256 bits, url-safe base64 → 43 characters
 
 def allowed_actions(status: str, resource_statuses: list[str]) -> set[str]:
     actions = set(ALLOWED_ACTIONS.get(status, set()))
-    if _BLOCKS_START_STOP & set(resource_statuses):
-        actions -= {START, STOP}
-    return actions
+    return {action for action in actions if not _BLOCKS_ACTION.get(action, set()) & set(resource_statuses)}
 
 
 def check_action(project: Project, action: str, resource_statuses: list[str]) -> None:
     if action in allowed_actions(project.status, resource_statuses):
         return
-    blocking = sorted(_BLOCKS_START_STOP & set(resource_statuses))
+    blocking = sorted(_BLOCKS_ACTION.get(action, set()) & set(resource_statuses))
     if action in ALLOWED_ACTIONS.get(project.status, set()) and blocking:
         raise ActionNotAllowed(f"Cannot {action} the project while a resource is {blocking[0]}.")
     raise ActionNotAllowed(f"Cannot {action} a project that is {project.status}.")
@@ -123,8 +125,18 @@ def check_action(project: Project, action: str, resource_statuses: list[str]) ->
 def _queue_reconcile(sandbox_ids, database_ids) -> None:
     from fullstackagent.tasks import reconcile_resources
 
-    if sandbox_ids or database_ids:
+    if not (sandbox_ids or database_ids):
+        return
+    try:
         reconcile_resources.delay(sandbox_ids, database_ids)
+    except Exception:  # noqa: BLE001 - the change is committed; the beat's scan finds its rows
+        # The rows were marked due (next_check_at) in the committed transaction, so the scan queues
+        # them within RECONCILE_INTERVAL_SECONDS once the broker is back. Answering 500 here would
+        # tell the client a committed change failed, and a retry would make a second project.
+        logger.warning(
+            "queueing reconcile of sandboxes %s and databases %s failed; the scan will pick them up",
+            sandbox_ids, database_ids, exc_info=True,
+        )
 
 
 def queue_after_commit(sandbox_ids=(), database_ids=()) -> None:
@@ -157,12 +169,30 @@ def user_has_kubeconfig(user) -> bool:
     return UserConfig.objects.filter(user=user, key=ConfigKey.KUBECONFIG).exists()
 
 
+class IdempotencyKeyReused(Exception):
+    """The Idempotency-Key was used before for a create with other parameters."""
+
+    code = "IDEMPOTENCY_KEY_REUSED"
+
+
 @transaction.atomic
-def do_create_project(user, *, name: str, description: str = "") -> Project:
+def do_create_project(user, *, name: str, description: str = "", idempotency_key: str = "") -> Project:
     """Records a new project with its sandbox, database and terminal token; answers at once.
     The project comes back with the new ``sandbox`` and ``database`` set on it, so callers can show
-    them without reading them back (projects.selectors.just_created)."""
+    them without reading them back (projects.selectors.just_created).
+
+    With an ``idempotency_key`` the user used before, nothing is created: the project that create
+    made comes back, with ``replayed`` set (a client retrying after a lost answer makes one project).
+    Two concurrent creates with one key: the second waits on the key's unique index and fails with
+    IntegrityError once the first commits; the caller retries and gets the replay."""
     name = validate_project_name(name)
+    if idempotency_key:
+        earlier = IdempotencyKey.objects.filter(user=user, key=idempotency_key).select_related("project").first()
+        if earlier is not None:
+            if earlier.project.name != name:
+                raise IdempotencyKeyReused("This Idempotency-Key was used for another create.")
+            earlier.project.replayed = True
+            return earlier.project
     if settings.SANDBOX_BACKEND == "kubernetes" and not user_has_kubeconfig(user):
         raise KubeconfigMissing("Add your kubeconfig in settings before creating a project.")
     _lock_user(user.pk)
@@ -174,6 +204,8 @@ def do_create_project(user, *, name: str, description: str = "") -> Project:
     now = timezone.now()
     sandbox = Sandbox.objects.create(project=project, name=resource_name(k8s_name), next_check_at=now)
     database = Database.objects.create(project=project, name=resource_name(k8s_name), next_check_at=now)
+    for resource in (sandbox, database):
+        record_transition(resource, "", ResourceStatus.CREATING, cause=TransitionCause.USER)
     Environment.objects.create(
         project=project,
         key=TERMINAL_TOKEN_KEY,
@@ -181,8 +213,10 @@ def do_create_project(user, *, name: str, description: str = "") -> Project:
         category=EnvironmentCategory.TTYD,
         is_secret=True,
     )
+    if idempotency_key:
+        IdempotencyKey.objects.create(user=user, key=idempotency_key, project=project)
     queue_after_commit([sandbox.pk], [database.pk])
-    project.sandbox, project.database = sandbox, database
+    project.sandbox, project.database, project.replayed = sandbox, database, False
     return project
 
 
@@ -194,16 +228,19 @@ def _locked_project(project: Project) -> tuple[Project, list[Sandbox], list[Data
     return project, sandboxes, databases
 
 
-def _set_desired(resources, status: str, *, skip: set[str]) -> list[int]:
-    """Moves resources to a transitional status, clears their error and retry count."""
+def _set_desired(resources, status: str, *, skip: set[str], reason: str = "", **flags) -> list[int]:
+    """Moves resources to a transitional status, clears their error, retry and restart counts, sets
+    ``flags`` (restart_requested=True ...), and records each transition as the user's."""
     changed = []
     now = timezone.now()
     for resource in resources:
         if resource.status in skip:
             continue
         type(resource).objects.filter(pk=resource.pk).update(
-            status=status, next_check_at=now, last_error="", attempts=0, updated=now
+            status=status, status_changed_at=now, next_check_at=now, last_error="", attempts=0,
+            restarts=0, last_restart_at=None, updated=now, **flags,
         )
+        record_transition(resource, resource.status, status, reason=reason, cause=TransitionCause.USER)
         changed.append(resource.pk)
     return changed
 
@@ -239,10 +276,9 @@ def do_restart_project(project: Project) -> Project:
     workspace and the database are kept."""
     project, sandboxes, databases = _locked_project(project)
     check_action(project, RESTART, [r.status for r in sandboxes + databases])
-    now = timezone.now()
-    sandbox_ids = [sandbox.pk for sandbox in sandboxes if sandbox.status == ResourceStatus.RUNNING]
-    Sandbox.objects.filter(pk__in=sandbox_ids).update(
-        status=ResourceStatus.STARTING, restart_requested=True, next_check_at=now, last_error="", attempts=0, updated=now
+    running = [sandbox for sandbox in sandboxes if sandbox.status == ResourceStatus.RUNNING]
+    sandbox_ids = _set_desired(
+        running, ResourceStatus.STARTING, skip=set(), reason="Restart asked for.", restart_requested=True
     )
     refresh_project_status(project.pk)
     queue_after_commit(sandbox_ids, ())
@@ -258,12 +294,11 @@ def do_recreate_database(project: Project) -> Project:
     failed = [database for database in databases if database.status == ResourceStatus.ERROR]
     if not failed:
         raise ActionNotAllowed("Only a database in ERROR can be re-created.")
-    now = timezone.now()
-    Database.objects.filter(pk__in=[database.pk for database in failed]).update(
-        status=ResourceStatus.STARTING, recreate_requested=True, next_check_at=now, last_error="", attempts=0, updated=now
+    database_ids = _set_desired(
+        failed, ResourceStatus.STARTING, skip=set(), reason="Re-create empty asked for.", recreate_requested=True
     )
     refresh_project_status(project.pk)
-    queue_after_commit((), [database.pk for database in failed])
+    queue_after_commit((), database_ids)
     project.refresh_from_db()
     return project
 
@@ -276,12 +311,11 @@ def do_recreate_workspace(project: Project) -> Project:
     failed = [sandbox for sandbox in sandboxes if sandbox.status == ResourceStatus.ERROR]
     if not failed:
         raise ActionNotAllowed("Only a sandbox in ERROR can start again with an empty workspace.")
-    now = timezone.now()
-    Sandbox.objects.filter(pk__in=[sandbox.pk for sandbox in failed]).update(
-        status=ResourceStatus.STARTING, recreate_requested=True, next_check_at=now, last_error="", attempts=0, updated=now
+    sandbox_ids = _set_desired(
+        failed, ResourceStatus.STARTING, skip=set(), reason="Start with an empty workspace asked for.", recreate_requested=True
     )
     refresh_project_status(project.pk)
-    queue_after_commit([sandbox.pk for sandbox in failed], ())
+    queue_after_commit(sandbox_ids, ())
     project.refresh_from_db()
     return project
 
@@ -351,7 +385,9 @@ def do_set_variables(project: Project, variables: list[dict]) -> list[Environmen
     """Creates or updates each given key; keys not given are left alone (never a bulk replace)."""
     for item in variables:
         validate_variable(item["key"], item.get("value", ""))
-    # Locked so two concurrent requests cannot each pass the limits and together exceed them.
+    # The project first, as every other path locks (then its variables, then its sandboxes): taking
+    # variable rows first deadlocks with a stop or a status refresh holding the project. Also so two
+    # concurrent requests cannot each pass the limits and together exceed them.
     Project.objects.select_for_update().get(pk=project.pk)
     check_environment_limits(project, {item["key"]: item.get("value", "") for item in variables})
     rows = []
@@ -373,6 +409,7 @@ def do_set_variables(project: Project, variables: list[dict]) -> list[Environmen
 def do_delete_variable(project: Project, key: str) -> bool:
     if key == TERMINAL_TOKEN_KEY:
         raise ValidationError(f"{key} is set by the platform and cannot be deleted.", code="reserved_key")
+    Project.objects.select_for_update().get(pk=project.pk)  # the project first (see do_set_variables)
     deleted, _ = Environment.objects.filter(project=project, key=key).delete()
     if deleted:
         environment_changed(project.pk)

@@ -28,6 +28,7 @@ urlpatterns = [
         name="project-workspace-recreate",
     ),
     path("projects/<int:project_id>/database/", views.database_page, name="project-database"),
+    path("projects/<int:project_id>/history/", views.history_page, name="project-history"),
     path("projects/<int:project_id>/environment/", views.environment_page, name="project-environment"),
     path("projects/<int:project_id>/secrets/", views.secrets_page, name="project-secrets"),
     path("projects/<int:project_id>/auth/", views.auth_page, name="project-auth"),

@@ -159,6 +159,17 @@ def database_page(request, project_id):
     return render(request, "projects/database.html", context)
 
 
+@login_required
+@require_GET
+def history_page(request, project_id):
+    """The project's events (projects.events): what changed, when, why and who caused it."""
+    context = selectors.project_page_context(request, project_id)
+    project = context["project"]
+    context["events"] = selectors.project_events(project)
+    context["resources"] = selectors.resource_restarts(project)
+    return render(request, "projects/history.html", context)
+
+
 def _elsewhere(project, category) -> dict[str, str]:
     return {
         row.key: _CATEGORY_PAGES[row.category]

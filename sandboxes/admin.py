@@ -9,7 +9,10 @@ class SandboxAdmin(admin.ModelAdmin):
     list_filter = ["status"]
     search_fields = ["name", "project__name", "project__user__username"]
     raw_id_fields = ["project"]
-    readonly_fields = ["locked_until", "lease_token", "attempts", "observed_at", "runtime_state", "applied_environment_hash", "created", "updated"]
+    readonly_fields = [
+        # The status is the reconcile engine's: operators change it through the project's actions.
+        "status", "last_error", "status_changed_at", "restarts", "last_restart_at", "next_check_at",
+        "locked_until", "lease_token", "attempts", "observed_at", "runtime_state", "applied_environment_hash", "created", "updated"]
 
 
 @admin.register(TerminalSession)

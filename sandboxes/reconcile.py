@@ -6,7 +6,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from databases.models import Database
-from fullstackagent.reconcile import StepResult
+from fullstackagent.reconcile import StepResult, drift_restart, restart_wait
 from fullstackagent.status import ResourceStatus
 from identities.models import ConfigKey, UserQuota
 from identities.services import user_config_map
@@ -75,8 +75,8 @@ def _towards_running(status: str, observation: SandboxObservation, spec: Sandbox
     # Still booting: CREATING becomes STARTING once something exists. A RUNNING sandbox whose
     # terminal stopped answering (its ttyd crashed and is being started again) says so: STARTING.
     if status in (ResourceStatus.CREATING, ResourceStatus.RUNNING):
-        return StepResult(ResourceStatus.STARTING, recheck_in=poll, last_error="", fields=fields)
-    return StepResult(status, recheck_in=poll, last_error="", fields=fields)
+        return StepResult(ResourceStatus.STARTING, recheck_in=poll, fields=fields)
+    return StepResult(status, recheck_in=poll, fields=fields)
 
 
 def _database_pending(sandbox: Sandbox) -> bool:
@@ -107,12 +107,14 @@ def step(sandbox: Sandbox) -> StepResult:
             result = _towards_running(status, backend.restart(spec), spec, poll)
             result.fields["restart_requested"] = False
             return result
+        wait = restart_wait(sandbox)
+        if wait:
+            # A crash loop's restart waits its turn (a duplicate message must not start it early).
+            return StepResult(status, recheck_in=wait)
+        # The drift note (why it restarted) stays in last_error until the user's next start/stop.
         result = _towards_running(status, backend.start(spec), spec, poll)
         if sandbox.recreate_requested:
             result.fields["recreate_requested"] = False
-        if not result.last_error and sandbox.last_error.startswith(DRIFT_NOTE):
-            # Keep saying why it restarted, until the user's next start/stop clears it.
-            result.last_error = sandbox.last_error
         return result
     if status == ResourceStatus.UPDATING:
         observation = backend.observe(spec)
@@ -131,13 +133,12 @@ def step(sandbox: Sandbox) -> StepResult:
         if observation.phase in (SandboxPhase.MISSING, SandboxPhase.STOPPED, SandboxPhase.FAILED, SandboxPhase.STOPPING):
             # Drift: the user wants this sandbox running and it is not (a crashed process, a
             # machine restart, a pod deleted by hand). Like a StatefulSet controller we bring it
-            # back, through STARTING so the UI shows it, and say why in last_error. An environment
-            # that keeps failing ends in ERROR through the retry limit instead of flapping forever.
-            return StepResult(
-                ResourceStatus.STARTING,
-                recheck_in=0,
-                last_error=f"{DRIFT_NOTE} {observation.phase.value} while it should run; restarting it.",
-                fields=_observed_fields(observation),
+            # back, through STARTING so the UI shows it, and say why in last_error. One that keeps
+            # crashing is restarted with a growing delay and ends in ERROR (drift_restart).
+            return drift_restart(
+                sandbox,
+                f"{DRIFT_NOTE} {observation.phase.value} while it should run;",
+                _observed_fields(observation),
             )
         return _towards_running(status, observation, spec, poll)
     if status == ResourceStatus.STOPPING:

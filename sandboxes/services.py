@@ -3,7 +3,8 @@
 from django.db import transaction
 from django.utils import timezone
 
-from fullstackagent.status import ResourceStatus
+from fullstackagent.reconcile import resource_transitioned
+from fullstackagent.status import ResourceStatus, TransitionCause
 from sandboxes.models import Sandbox
 
 
@@ -23,8 +24,18 @@ def _environment_changed(project_ids) -> None:
     list(Project.objects.select_for_update().filter(pk__in=project_ids).order_by("pk").values_list("pk", flat=True))
     now = timezone.now()
     running = Sandbox.objects.filter(project_id__in=project_ids, status=ResourceStatus.RUNNING)
-    updating_ids = list(running.values_list("pk", flat=True))
-    running.update(status=ResourceStatus.UPDATING, next_check_at=now, updated=now)
+    updating = list(running.select_for_update())
+    updating_ids = [sandbox.pk for sandbox in updating]
+    running.update(status=ResourceStatus.UPDATING, status_changed_at=now, next_check_at=now, updated=now)
+    for sandbox in updating:
+        resource_transitioned.send(
+            sender=Sandbox,
+            resource=sandbox,
+            from_status=ResourceStatus.RUNNING,
+            to_status=ResourceStatus.UPDATING,
+            reason="The environment changed.",
+            cause=TransitionCause.USER,
+        )
     others = Sandbox.objects.filter(project_id__in=project_ids).exclude(
         status__in=[ResourceStatus.TERMINATED, ResourceStatus.ERROR, ResourceStatus.STOPPED]
     ).exclude(pk__in=updating_ids)

@@ -2,6 +2,7 @@ from celery import shared_task
 from django.conf import settings
 
 from fullstackagent.reconcile import run_step
+from fullstackagent.requeue import publish_later
 from sandboxes import reconcile, terminal
 from sandboxes.models import Sandbox
 
@@ -16,10 +17,10 @@ def reconcile_sandbox(sandbox_id: int) -> None:
         return
     refresh_project_status(row.project_id)
     if not landed:
-        reconcile_sandbox.apply_async((sandbox_id,), countdown=0.05)
+        publish_later(reconcile_sandbox, (sandbox_id,), 0.05)
     elif result.recheck_in is not None and result.recheck_in <= settings.RECONCILE_INTERVAL_SECONDS:
         # Short waits (a process booting) are not left to the next beat tick.
-        reconcile_sandbox.apply_async((sandbox_id,), countdown=result.recheck_in)
+        publish_later(reconcile_sandbox, (sandbox_id,), result.recheck_in)
 
 
 @shared_task(name="sandboxes.tasks.remove_stale_uploads", ignore_result=True)

@@ -15,6 +15,7 @@ PROJECT_NAVIGATION = [
     ("project-secrets", "Secrets"),
     ("project-auth", "Auth"),
     ("project-payment", "Payment"),
+    ("project-history", "History"),
 ]
 
 

@@ -143,7 +143,7 @@ def test_create_answers_201_with_the_new_project(api, user):
     assert set(body) == PROJECT_KEYS
     project = Project.objects.get(user=user)
     assert (body["id"], body["name"], body["description"], body["status"]) == (project.pk, "Recipe Book", "cakes", "CREATING")
-    assert body["allowedActions"] == ["delete"]
+    assert body["allowedActions"] == ["delete", "stop"]  # stop while creating: issue 13
     assert body["sandbox"]["status"] == body["database"]["status"] == "CREATING"
 
 

@@ -48,4 +48,4 @@ def test_create_answers_what_the_detail_then_shows(api):
     detail = api.get(f"/api/projects/{created.json()['id']}")
     assert created.json() == detail.json()
     assert created.json()["sandbox"]["status"] == "CREATING"
-    assert created.json()["allowedActions"] == ["delete"]
+    assert created.json()["allowedActions"] == ["delete", "stop"]  # stop while creating: issue 13

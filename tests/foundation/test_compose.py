@@ -103,6 +103,8 @@ def test_web_worker_and_beat_commands(compose):
     ]
     assert services["worker"]["command"][:6] == ["python", "-m", "celery", "-A", "fullstackagent", "worker"]
     assert services["beat"]["command"][:6] == ["python", "-m", "celery", "-A", "fullstackagent", "beat"]
+    # Issue 13: the scheduler runs redundantly (two scans per tick are safe: SKIP LOCKED claims).
+    assert services["beat"]["deploy"] == {"replicas": 2}
     # Only the loopback interface of the host: TLS is the reverse proxy's job.
     assert services["web"]["ports"] == ["127.0.0.1:8000:8000"]
 

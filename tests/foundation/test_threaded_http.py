@@ -7,6 +7,7 @@ PostgreSQL run on the pool's threads, which see only committed data (hence trans
 
 import asyncio
 import json
+import time
 import threading
 from io import BytesIO
 
@@ -163,12 +164,17 @@ def test_environ_of_a_minimal_scope_uses_defaults():
 
 
 def test_healthz_is_answered_whole_from_the_loop(app, db):
+    from django.core.cache import cache
+
+    from fullstackagent.tasks import SCHEDULER_HEARTBEAT_KEY
+
+    cache.set(SCHEDULER_HEARTBEAT_KEY, time.time(), timeout=None)  # a scan just ran
     status, headers, body = whole_response(request(app, "GET", "/healthz"))
 
     assert status == 200
     assert headers[b"content-type"] == b"application/json"
     assert b"no-cache" in headers[b"cache-control"]
-    assert json.loads(body) == {"status": "ok", "database": "ok", "redis": "ok"}
+    assert json.loads(body) == {"status": "ok", "database": "ok", "redis": "ok", "scheduler": "ok"}
 
 
 def test_unknown_api_path_is_the_json_404(app, db):

@@ -21,8 +21,8 @@ DO = {START: services.do_start_project, STOP: services.do_stop_project, DELETE: 
         ("ERROR", {START, STOP, DELETE}),
         ("STARTING", {STOP, DELETE}),
         ("STOPPING", {START, DELETE}),
-        ("CREATING", {DELETE}),
-        ("UPDATING", {DELETE}),
+        ("CREATING", {STOP, DELETE}),  # stop while creating or updating: issue 13
+        ("UPDATING", {STOP, DELETE}),
         ("TERMINATING", set()),
         ("TERMINATED", set()),
     ],
@@ -31,9 +31,15 @@ def test_allowed_actions_by_project_status(status, allowed):
     assert services.allowed_actions(status, ["RUNNING", "STOPPED"]) == allowed
 
 
-@pytest.mark.parametrize("blocking", ["CREATING", "UPDATING", "TERMINATING", "TERMINATED"])
+@pytest.mark.parametrize("blocking", ["TERMINATING", "TERMINATED"])
 def test_start_and_stop_refused_while_a_resource_is_busy(blocking):
     assert services.allowed_actions("PARTIAL", ["RUNNING", blocking]) == {DELETE}
+
+
+@pytest.mark.parametrize("changing", ["CREATING", "UPDATING"])
+def test_start_refused_but_stop_allowed_while_a_resource_is_changing(changing):
+    """Issue 13: a change stuck in CREATING/UPDATING can be stopped, not only deleted."""
+    assert services.allowed_actions("PARTIAL", ["RUNNING", changing]) == {STOP, DELETE}
 
 
 def _project_with(user, sandbox_status, database_status, project_status):
@@ -53,6 +59,9 @@ def _project_with(user, sandbox_status, database_status, project_status):
         (("ERROR", "STOPPED"), "ERROR", STOP, ("STOPPING", "STOPPED", "STOPPING")),
         (("RUNNING", "STOPPED"), "PARTIAL", DELETE, ("TERMINATING", "TERMINATING", "TERMINATING")),
         (("CREATING", "CREATING"), "CREATING", DELETE, ("TERMINATING", "TERMINATING", "TERMINATING")),
+        # Issue 13: stop is allowed while creating or updating (a stuck change must not leave only delete).
+        (("CREATING", "CREATING"), "CREATING", STOP, ("STOPPING", "STOPPING", "STOPPING")),
+        (("UPDATING", "RUNNING"), "UPDATING", STOP, ("STOPPING", "STOPPING", "STOPPING")),
     ],
 )
 def test_allowed_action_sets_desired_state(user, resources, project_status, action, expected):
@@ -72,9 +81,10 @@ def test_allowed_action_sets_desired_state(user, resources, project_status, acti
     "resources, project_status, action, message",
     [
         (("RUNNING", "RUNNING"), "RUNNING", START, "Cannot start a project that is RUNNING."),
-        (("CREATING", "CREATING"), "CREATING", STOP, "Cannot stop a project that is CREATING."),
+        (("CREATING", "CREATING"), "CREATING", START, "Cannot start a project that is CREATING."),
         (("TERMINATED", "TERMINATED"), "TERMINATED", DELETE, "Cannot delete a project that is TERMINATED."),
-        (("RUNNING", "UPDATING"), "PARTIAL", STOP, "Cannot stop the project while a resource is UPDATING."),
+        (("RUNNING", "UPDATING"), "PARTIAL", START, "Cannot start the project while a resource is UPDATING."),
+        (("RUNNING", "TERMINATING"), "PARTIAL", STOP, "Cannot stop the project while a resource is TERMINATING."),
     ],
 )
 def test_refused_action_changes_nothing(user, resources, project_status, action, message):

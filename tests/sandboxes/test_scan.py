@@ -1,5 +1,6 @@
 """The beat's scan: a constant number of queries whatever the number of steady projects."""
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -49,3 +50,39 @@ def test_leased_rows_are_not_due(user):
     assert claim_due_ids(Sandbox) == []
     Sandbox.objects.update(locked_until=timezone.now() - timedelta(seconds=1))
     assert len(claim_due_ids(Sandbox)) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_scans_at_once_queue_each_due_row_once(user):
+    """Two beats (or two workers each scanning) are safe: while one scan's claim is still open,
+    another skips its rows instead of waiting for them or queueing them too (README, compose)."""
+    import threading
+
+    from django.db import connections, transaction
+
+    _steady_projects(user, 6, due=True)
+    first_claimed, release, first = threading.Event(), threading.Event(), {}
+
+    def first_scan():
+        try:
+            with transaction.atomic():
+                first["ids"] = claim_due_ids(Sandbox, limit=3)
+                first_claimed.set()
+                release.wait(timeout=10)  # still uncommitted while the second scan runs
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=first_scan)
+    thread.start()
+    assert first_claimed.wait(timeout=10)
+    started = time.monotonic()
+    second = claim_due_ids(Sandbox)
+    waited = time.monotonic() - started
+    release.set()
+    thread.join(timeout=10)
+
+    assert waited < 5  # it skipped the locked rows; waiting would have lasted the 10 s release timeout
+    assert len(first["ids"]) == 3 and len(second) == 3
+    assert set(first["ids"]).isdisjoint(second)
+    assert set(first["ids"]) | set(second) == set(Sandbox.objects.values_list("pk", flat=True))
+    assert claim_due_ids(Sandbox) == []

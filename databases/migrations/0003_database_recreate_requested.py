@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('databases', '0001_initial'),
+        ('databases', '0002_reconcile_restarts_and_deadlines'),
     ]
 
     operations = [

@@ -1,0 +1,41 @@
+"""The history of a project's resources: one ResourceEvent per status transition.
+
+The reconcile engine (fullstackagent.reconcile) announces the transitions its steps make with the
+``resource_transitioned`` signal, inside the transaction that writes them; the services here record
+the ones users cause. The core never imports projects: this receiver is the one way up.
+"""
+
+from django.dispatch import receiver
+
+from fullstackagent.reconcile import resource_transitioned
+from fullstackagent.status import TransitionCause
+from projects.models import ResourceEvent, ResourceKind
+
+# A reason longer than this is cut: last_error is at most 2000 characters already.
+MAX_REASON_CHARACTERS = 2000
+
+
+def record_transition(resource, from_status: str, to_status: str, *, reason: str = "", cause: str) -> None:
+    """One event for a sandbox's or database's status change (call inside the changing transaction)."""
+    if from_status == to_status:
+        return
+    ResourceEvent.objects.create(
+        project_id=resource.project_id,
+        resource_kind=ResourceKind(type(resource)._meta.model_name),
+        resource_id=resource.pk,
+        resource_name=resource.name,
+        from_status=from_status,
+        to_status=to_status,
+        reason=(reason or "")[:MAX_REASON_CHARACTERS],
+        cause=cause,
+    )
+
+
+def record_user_transitions(resources, to_status: str) -> None:
+    for resource in resources:
+        record_transition(resource, resource.status, to_status, cause=TransitionCause.USER)
+
+
+@receiver(resource_transitioned, dispatch_uid="projects.events.reconcile_transition")
+def reconcile_transition(sender, resource, from_status, to_status, reason, cause, **kwargs):
+    record_transition(resource, from_status, to_status, reason=reason, cause=cause)

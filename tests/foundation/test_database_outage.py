@@ -1,0 +1,117 @@
+"""Issue 13: PostgreSQL down → every request and /healthz answer 503 within about a second; once it
+is back, every process serves again within about a second.
+
+The platform processes reach the test database through a TCP proxy (fullstackagent.testing.faults):
+cutting it resets their connections and refuses new ones, which is what a client sees when the
+PostgreSQL server dies, without stopping the server the rest of the suite uses."""
+
+import json
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from django.conf import settings
+
+from fullstackagent.status import ProjectStatus
+from fullstackagent.testing.faults import TcpProxy
+from fullstackagent.testing.processes import PlatformServer, database_url_for_tests, wait_for
+from identities.tokens import do_create_api_token
+from projects import services
+from projects.models import Project
+
+# The issue's "about a second". The web server under test waits at most 0.5 s for a pooled
+# connection (DATABASE_POOL_TIMEOUT_SECONDS, 1 s by default): the rest of the bound is what a
+# loaded two-core machine adds to one request.
+POOL_TIMEOUT_SECONDS = 0.5
+FAIL_WITHIN_SECONDS = 1.5
+RECOVER_WITHIN_SECONDS = 1.5
+
+
+def _get(url, token=None):
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(request, timeout=20) as response:
+            status, body = response.status, response.read()
+    except urllib.error.HTTPError as error:
+        status, body = error.code, error.read()
+    return status, body, time.monotonic() - started
+
+
+def _established(port):
+    from pathlib import Path
+
+    rows = []
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "01" and (fields[1].endswith(f":{port:04X}") or fields[2].endswith(f":{port:04X}")):
+            rows.append((fields[1], fields[2]))
+    return rows
+
+
+@pytest.fixture
+def proxy():
+    database = settings.DATABASES["default"]
+    proxy = TcpProxy(database["HOST"], database["PORT"])
+    yield proxy
+    proxy.cut()
+
+
+def _through(proxy) -> str:
+    database = settings.DATABASES["default"]
+    return database_url_for_tests().replace(f"@{database['HOST']}:{database['PORT']}/", f"@127.0.0.1:{proxy.port}/")
+
+
+def test_requests_fail_fast_with_503_and_recover_at_once(transactional_db, user, proxy, tmp_path, start_celery_worker):
+    server = PlatformServer(tmp_path, DATABASE_URL=_through(proxy), DATABASE_POOL_TIMEOUT_SECONDS=POOL_TIMEOUT_SECONDS)
+    worker = start_celery_worker(name="outage", environment={"DATABASE_URL": _through(proxy)})
+    try:
+        _, token = do_create_api_token(user, name="outage")
+        assert _get(f"{server.url}/healthz")[0] == 200
+        assert _get(f"{server.url}/api/projects", token)[0] == 200
+
+        proxy.cut()
+        measured = {}
+        for name, path in (("healthz", "/healthz"), ("api", "/api/projects"), ("page", "/"), ("healthz again", "/healthz")):
+            status, body, elapsed = _get(f"{server.url}{path}", token if name == "api" else None)
+            measured[name] = (status, round(elapsed, 2))
+            assert status == 503, (name, body, _established(proxy.port), proxy.target)
+            assert elapsed < FAIL_WITHIN_SECONDS, measured
+        assert json.loads(_get(f"{server.url}/api/projects", token)[1])["code"] == "DATABASE_UNAVAILABLE"
+
+        proxy.restore()
+        restored = time.monotonic()
+        # Both web processes (two daphnes behind one port) and the worker serve again at once.
+        wait_for(lambda: all(_get(f"{server.url}/api/projects", token)[0] == 200 for _ in range(6)),
+                 timeout=RECOVER_WITHIN_SECONDS, interval=0.02, message="the web server to serve again")
+        recovered_in = time.monotonic() - restored
+        assert recovered_in < RECOVER_WITHIN_SECONDS
+        print(f"503 latencies with PostgreSQL down: {measured}; serving again {recovered_in:.2f} s after its return")
+
+        project = services.do_create_project(user, name="After Outage")
+        wait_for(lambda: Project.objects.get(pk=project.pk).status == ProjectStatus.RUNNING, timeout=20,
+                 message="the worker to reconcile again")
+        assert worker.process.poll() is None
+    finally:
+        server.stop()
+        worker.stop()
+        proxy.cut()
+        _end_other_sessions()
+        print(server.output()[-3000:])
+
+
+def _end_other_sessions() -> None:
+    """Backends the cut left behind the proxy (idle, their clients gone) would keep the test
+    database from being flushed: end them, as a dead server would have."""
+    from django.db import connection
+
+    # This process's own pooled connections are not the ones meant: give them back, close the pool.
+    connection.close()
+    if connection.pool:
+        connection.close_pool()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
