@@ -22,6 +22,7 @@ from fullstackagent.status import ResourceStatus
 from fullstackagent.testing.processes import database_url_for_tests, wait_for
 from projects import services
 from projects.models import Environment, Project, ResourceEvent
+from sandboxes.backends import get_sandbox_backend, isolation
 from sandboxes.backends.local import LocalSandboxBackend, marked_processes
 from sandboxes.models import Sandbox
 from sandboxes.reconcile import build_spec
@@ -61,9 +62,12 @@ def running_project(user, name):
 
 
 def kill_terminal(sandbox):
+    """The sandbox crashes: its init is killed, with everything in it (a ttyd dying alone is started
+    again inside the sandbox, see tests/sandboxes/test_terminal_survival.py)."""
     pids = _ttyd_processes(sandbox.name)
     assert len(pids) == 1
-    os.killpg(pids[0], signal.SIGKILL)
+    run_dir = get_sandbox_backend().run_dir(build_spec(Sandbox.objects.get(pk=sandbox.pk)))
+    os.kill(isolation.namespace_child(int((run_dir / "sandbox.pid").read_text())), signal.SIGKILL)
     wait_for(lambda: not _ttyd_processes(sandbox.name), message="the terminal process to end")
 
 
