@@ -1,3 +1,4 @@
+import logging
 import os
 
 from celery import Celery, signals
@@ -18,3 +19,18 @@ def _reset_pools_after_a_database_outage(sender=None, exception=None, **kwargs):
 
     if is_database_unavailable(exception):
         reset_database_pools()
+
+
+# Celery logs every task it receives and finishes at INFO: with a scan every few seconds and a step per
+# resource, `make run`'s output scrolled the platform's address away in seconds. Those lines go to
+# WORKER_TASK_LOG_LEVEL (WARNING unless set); the reconcile engine logs each status transition at INFO
+# instead (fullstackagent.reconcile).
+QUIET_LOGGERS = ("celery.worker.strategy", "celery.app.trace", "celery.beat")
+
+
+@signals.after_setup_logger.connect
+def _quiet_per_task_lines(**kwargs):
+    from django.conf import settings
+
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(settings.WORKER_TASK_LOG_LEVEL)

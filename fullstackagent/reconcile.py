@@ -212,6 +212,11 @@ def finish(model, row, claimed_status: str, result: StepResult, attempts: int) -
             **changes, **result.fields
         )
         if updated and transition:
+            # What an operator watching `make run` wants to read: transitions, not every steady check.
+            logger.info(
+                "%s %s: %s -> %s%s", model._meta.model_name, row.name, claimed_status, result.status,
+                f" ({changes['last_error']})" if changes.get("last_error") else "",
+            )
             resource_transitioned.send(
                 sender=model,
                 resource=row,

@@ -343,6 +343,8 @@ ANTHROPIC_BASE_URL = env_str("ANTHROPIC_BASE_URL", "")
 AIPROXY_TIMEOUT_SECONDS = env_float("AIPROXY_TIMEOUT_SECONDS", 5.0, minimum=0.1)
 
 # --- Celery --------------------------------------------------------------------------------------
+# Celery's line per task received and finished (fullstackagent/celery.py); INFO shows them again.
+WORKER_TASK_LOG_LEVEL = env_choice("WORKER_TASK_LOG_LEVEL", "WARNING", ("DEBUG", "INFO", "WARNING", "ERROR"))
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True

@@ -17,7 +17,11 @@ def _statuses(projects):
 def test_the_worker_survives_redis_restarts_with_tasks_in_flight(start_celery_worker, user, tmp_path):
     redis = PrivateRedis(tmp_path / "redis")
     try:
-        worker = start_celery_worker(name="blips", environment={"REDIS_URL": redis.url, "RECONCILE_DRIFT_CHECK_SECONDS": 1})
+        # Per-task log lines on: they show the work in flight.
+        worker = start_celery_worker(
+            name="blips",
+            environment={"REDIS_URL": redis.url, "RECONCILE_DRIFT_CHECK_SECONDS": 1, "WORKER_TASK_LOG_LEVEL": "INFO"},
+        )
         projects = [services.do_create_project(user, name=f"Blip {letter}") for letter in "abcd"]
         for round_number in range(3):
             # Work in flight: reconcile tasks received, some of them rechecking soon.
