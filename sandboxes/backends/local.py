@@ -214,13 +214,15 @@ class LocalSandboxBackend:
     def observe(self, spec: SandboxSpec) -> SandboxObservation:
         if not self.root(spec).exists():
             return SandboxObservation(SandboxPhase.MISSING)
-        if self._workspace_lost(spec):
-            return SandboxObservation(SandboxPhase.FAILED, message=WORKSPACE_LOST)
         pid, port = self._pid(spec), self._port(spec)
         if pid is None:
             if self.processes(spec):
                 return SandboxObservation(SandboxPhase.STOPPING, message="processes of the sandbox are still ending")
+            # Nothing runs: stopped, whether or not its workspace is still there (starting it
+            # again is what refuses a lost one, in _prepare_workspace).
             return SandboxObservation(SandboxPhase.STOPPED)
+        if self._workspace_lost(spec):
+            return SandboxObservation(SandboxPhase.FAILED, message=WORKSPACE_LOST)
         state = {"pid": pid, "port": port}
         ttyd_url = f"ws://127.0.0.1:{port}/ws"
         if port is None or not _listening(port):
