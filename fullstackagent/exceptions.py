@@ -35,6 +35,14 @@ class ApiError(serializers.Serializer):
     fields = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), required=False)
 
 
+def errors(*codes: int) -> dict:
+    """OpenAPI responses for the error statuses an operation can answer: 401 always, and with 400
+    (an operation that reads a body) 413 and 415: a body over REQUEST_BODY_MAX_BYTES, or one it
+    cannot parse as its content type."""
+    codes = {401, *codes} | ({413, 415} if 400 in codes else set())
+    return {code: ApiError for code in sorted(codes)}
+
+
 class ApiFailure(exceptions.APIException):
     """A refusal a view raises with its own code, e.g. ApiFailure("...", "KUBECONFIG_MISSING")."""
 

@@ -15,7 +15,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from fullstackagent.exceptions import ApiError, ApiFailure
+from fullstackagent.exceptions import ApiFailure, errors
 from identities import tokens
 from identities.encryption import mask
 from identities.models import ApiToken, ConfigKey, UserConfig
@@ -25,11 +25,6 @@ CONFIG_KEY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 MAX_CONFIG_VALUE_BYTES = 32 * 1024
 MAX_SYSTEM_PROMPT_BYTES = 32 * 1024
 
-
-def errors(*codes: int) -> dict:
-    """As projects.api.errors: 401 always, 415 with 400."""
-    codes = {401, *codes} | ({415} if 400 in codes else set())
-    return {code: ApiError for code in sorted(codes)}
 
 
 def default_system_prompt() -> str:

@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
-from fullstackagent.exceptions import ApiError, ApiFailure
+from fullstackagent.exceptions import ApiFailure, errors
 from projects import selectors, services
 from projects.serializers import (
     DatabaseConnectionSerializer,
@@ -31,12 +31,6 @@ from projects.serializers import (
     VariableUpdateSerializer,
 )
 
-
-def errors(*codes: int) -> dict:
-    """OpenAPI responses for the error statuses an operation can answer: 401 always, and 415 with
-    400 (an operation that reads a body refuses one it cannot parse as its content type)."""
-    codes = {401, *codes} | ({415} if 400 in codes else set())
-    return {code: ApiError for code in sorted(codes)}
 
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
