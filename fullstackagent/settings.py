@@ -156,6 +156,17 @@ DATABASE_POOL_MAX_SIZE = env_int("DATABASE_POOL_MAX_SIZE", 20, minimum=0)
 DATABASE_POOL_TIMEOUT_SECONDS = env_float("DATABASE_POOL_TIMEOUT_SECONDS", 1.0, minimum=0.1)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 2)
+# A client that vanishes mid-transaction (a worker SIGKILLed, its host gone) must not hold its row
+# locks until TCP notices, hours later: PostgreSQL ends a session idle in a transaction this long.
+# The platform's transactions are short (a claim, a result, a request); 0 turns the limit off.
+DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS = env_int("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS", 60, minimum=0)
+if DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS:
+    DATABASES["default"]["OPTIONS"]["options"] = " ".join(
+        filter(None, [
+            DATABASES["default"]["OPTIONS"].get("options", ""),
+            f"-c idle_in_transaction_session_timeout={DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS}s",
+        ])
+    )
 if DATABASE_POOL_MAX_SIZE:
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["OPTIONS"]["pool"] = {

@@ -12,6 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from django.conf import settings
+from django.utils import timezone
 
 from databases.backends.local import local_identifier
 from databases.models import Database
@@ -124,11 +125,15 @@ def test_projects_converge_through_redis_postgres_and_worker_failures(chaos, sta
     except pytest.fail.Exception:
         # What did not converge, for whoever reads the failure.
         state = [
-            (s.project_id, s.status, s.last_error[:120], len(_ttyd_processes(s.name)))
+            (s.project_id, s.status, s.last_error[:120], len(_ttyd_processes(s.name)), s.next_check_at, s.locked_until)
             for s in Sandbox.objects.filter(project__in=projects).order_by("project_id")
         ]
         state += list(Database.objects.filter(project__in=projects).values_list("project_id", "status", "last_error"))
-        raise AssertionError(f"not converged to {desired}: {state}\n{survivor.output()[-3000:]}") from None
+        now = timezone.now()
+        lines = [line for line in (worker.output() + survivor.output()).splitlines() if "sandbox" in line and "->" in line]
+        raise AssertionError(
+            f"not converged to {desired} at {now}: {state}\n" + "\n".join(lines[-40:]) + f"\n{survivor.output()[-3000:]}"
+        ) from None
     # One database and one role per project whose database was ever created; never two. A project
     # stopped while still creating may have none yet (its start creates it), or one whose URL was
     # never recorded (the create step landed in PostgreSQL, and the stop won over its result: the

@@ -104,13 +104,24 @@ class TcpProxy:
 
     @staticmethod
     def _pump(source, sink) -> None:
+        import socket
+
         try:
             while data := source.recv(65536):
                 sink.sendall(data)
         except OSError:
             pass
         finally:
+            # One side ended (a client killed, a server gone): end the other too, as the kernel
+            # would for a direct connection. shutdown() first: the opposite pump thread is blocked
+            # in recv() on the socket, and close() alone would neither wake it nor send the FIN,
+            # leaving the PostgreSQL backend of a SIGKILLed worker idle in its transaction, with
+            # its row locks held, forever.
             for sock in (source, sink):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
                 try:
                     sock.close()
                 except OSError:

@@ -115,3 +115,66 @@ def _end_other_sessions() -> None:
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
+
+
+STALLED_CLIENT = """
+import django, os, signal, sys
+django.setup()
+from django.db import transaction
+from sandboxes.models import Sandbox
+with transaction.atomic():
+    Sandbox.objects.select_for_update().get(pk=int(sys.argv[1]))
+    print("locked", flush=True)
+    os.kill(os.getpid(), signal.SIGSTOP)  # frozen mid-transaction, its connection still open
+"""
+
+
+def test_a_client_frozen_in_a_transaction_loses_its_row_locks(transactional_db, user):
+    """A worker that stops answering mid-transaction (frozen, its host partitioned away) must not
+    hold the rows it locked until TCP gives up on it: the session is ended after
+    DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS and the reconcile loop can claim the rows again."""
+    import subprocess
+    import sys
+
+    from django.db import DatabaseError, transaction
+
+    from fullstackagent.testing.processes import platform_process_environment
+    from sandboxes.models import Sandbox
+
+    sandbox = services.do_create_project(user, name="Frozen Worker").sandboxes.get()
+    client = subprocess.Popen(
+        [sys.executable, "-c", STALLED_CLIENT, str(sandbox.pk)],
+        env=platform_process_environment(DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS="1", DATABASE_POOL_MAX_SIZE="0"),
+        stdout=subprocess.PIPE,
+        cwd=settings.BASE_DIR,
+    )
+    try:
+        assert client.stdout.readline() == b"locked\n"
+        wait_for(lambda: client_stopped(client.pid), timeout=10, message="the client to freeze")
+
+        def lock_is_free() -> bool:
+            try:
+                with transaction.atomic():
+                    return Sandbox.objects.select_for_update(nowait=True).filter(pk=sandbox.pk).exists()
+            except DatabaseError:
+                return False
+
+        assert not lock_is_free()  # held while the session is inside its limit
+        wait_for(lock_is_free, timeout=10, interval=0.2, message="PostgreSQL to end the frozen session")
+    finally:
+        client.kill()
+        client.wait()
+
+
+def client_stopped(pid: int) -> bool:
+    from pathlib import Path
+
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+
+
+def test_platform_sessions_carry_the_idle_in_transaction_limit(db):
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT setting FROM pg_settings WHERE name = 'idle_in_transaction_session_timeout'")
+        assert int(cursor.fetchone()[0]) == settings.DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS * 1000 > 0
