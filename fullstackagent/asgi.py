@@ -1,5 +1,5 @@
 """ASGI entry point: HTTP through Django (on a thread pool, fullstackagent.threaded_http),
-websockets through Channels (the terminal proxy)."""
+websockets through Channels (the terminal proxy), preview hosts through the preview proxy."""
 
 import gc
 import os
@@ -21,8 +21,9 @@ from channels.sessions import CookieMiddleware, SessionMiddleware  # noqa: E402
 from channels.auth import AuthMiddleware  # noqa: E402
 
 from fullstackagent.routing import websocket_urlpatterns  # noqa: E402
+from previews.proxy import PreviewRouter  # noqa: E402
 
-application = ProtocolTypeRouter(
+platform = ProtocolTypeRouter(
     {
         "http": ThreadedDjangoHTTP(),
         # Session authentication for websockets; the Origin check is the consumer's (it answers
@@ -30,6 +31,9 @@ application = ProtocolTypeRouter(
         "websocket": CookieMiddleware(SessionMiddleware(AuthMiddleware(URLRouter(websocket_urlpatterns)))),
     }
 )
+# Requests for <project>.<PREVIEW_DOMAIN> go to the preview proxy, before any of the platform's
+# middleware or session: the app's origin is not the platform's (previews.proxy).
+application = PreviewRouter(platform)
 
 # Django, DRF and the URL and template machinery just loaded are alive for the life of the process:
 # moved out of the collector's sight, a full collection no longer walks them. Without this each

@@ -60,6 +60,20 @@ if not FIELD_ENCRYPTION_KEYS:
 # The platform's address as users open it (e.g. https://agent.example.com), for links that leave a
 # page: the sandbox's welcome links to the settings. `make run` sets it to the address it serves.
 PUBLIC_URL = (env_str("PUBLIC_URL") or "").rstrip("/")
+# Previews (previews/): each project's app is served at <label>.<PREVIEW_DOMAIN>, an origin of its own
+# that never shares cookies with the platform's. `*.localhost` resolves to this machine in browsers,
+# so the default works for `make run`; in production, a wildcard DNS record and ingress for a domain
+# that is not a subdomain of the platform's (as githubusercontent.com is not github.com's).
+PREVIEW_DOMAIN = (env_str("PREVIEW_DOMAIN") or "preview.localhost").strip(".").lower()
+# The scheme and port previews are opened with; by default PUBLIC_URL's (the same server serves both).
+PREVIEW_SCHEME = env_str("PREVIEW_SCHEME") or (PUBLIC_URL.split("://", 1)[0] if "://" in PUBLIC_URL else "http")
+PREVIEW_PORT = env_str("PREVIEW_PORT") or (
+    PUBLIC_URL.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1]
+    if "://" in PUBLIC_URL and ":" in PUBLIC_URL.split("://", 1)[1].split("/", 1)[0]
+    else ""
+)
+# How long the preview's own cookie lets its owner (or a share link's visitor) in.
+PREVIEW_COOKIE_MAX_AGE_SECONDS = env_int("PREVIEW_COOKIE_MAX_AGE_SECONDS", 12 * 3600, minimum=60)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
@@ -85,6 +99,7 @@ INSTALLED_APPS = [
     "sandboxes",
     "databases",
     "aiproxy",
+    "previews",
 ]
 
 MIDDLEWARE = [
@@ -471,6 +486,8 @@ CONTENT_SECURITY_POLICY = {
         "base-uri": ["'self'"],
         "form-action": _FORM_ACTIONS,
         "frame-ancestors": ["'none'"],
+        # The preview pane beside the terminal frames the project's app, on its own origin.
+        "frame-src": ["'self'", f"{PREVIEW_SCHEME}://*.{PREVIEW_DOMAIN}" + (f":{PREVIEW_PORT}" if PREVIEW_PORT else "")],
     }
 }
 # How often an open terminal checks its user may still use it (signed in, same password, owner).

@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from fullstackagent.admin_sign_in import admin_sign_in
 from fullstackagent.exceptions import api_not_found
 from fullstackagent.site_pages import not_found
+from previews.urls import api_urlpatterns as preview_api_urls
 
 
 def favicon(request):
@@ -26,8 +27,10 @@ urlpatterns = [
     # The split view serves Swagger UI's start-up script as a file of its own: no inline script (CSP).
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/", include("projects.api_urls")),
+    path("api/", include(preview_api_urls)),
     path("identities/", include("identities.urls")),
     path("", include("sandboxes.urls")),
+    path("", include("previews.urls")),
     path("settings/", include("identities.settings_urls")),
     path("", include("projects.urls")),
     # Last: any other path under /api/ gets the API's JSON 404 instead of the HTML page...

@@ -14,6 +14,8 @@ class Sandbox(ReconciledResource):
     public_url = models.URLField(blank=True)
     # The terminal's upstream address as the backend sees it; never sent to a browser.
     ttyd_url = models.CharField(max_length=255, blank=True)
+    # Where the platform's preview proxy reaches the user's app (http://host:port); never shown.
+    app_upstream = models.CharField(max_length=255, blank=True)
     # Checksum of the environment the running sandbox was given; compared with the desired one.
     applied_environment_hash = models.CharField(max_length=64, blank=True)
     # The user asked to restart it (every process ends; needed for running processes to take a new

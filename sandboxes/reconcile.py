@@ -57,6 +57,8 @@ def _observed_fields(observation: SandboxObservation) -> dict:
         fields["public_url"] = observation.public_url
     if observation.ttyd_url:
         fields["ttyd_url"] = observation.ttyd_url
+    if observation.app_upstream:
+        fields["app_upstream"] = observation.app_upstream
     if observation.namespace:
         fields["k8s_namespace"] = observation.namespace
     if observation.phase == SandboxPhase.RUNNING:

@@ -124,5 +124,7 @@ class PlatformServer(PlatformProcess):
             sys.executable, "-m", "fullstackagent.serve", "--host", "127.0.0.1", "--port", str(self.port),
             "--processes", "2",
         ]
+        # Links the server makes (previews on <project>.preview.localhost:<port>) use its address.
+        environment.setdefault("PUBLIC_URL", self.url)
         super().__init__(command, log_dir / f"{name}.log", environment)
         self.wait_until(lambda: embedded.port_open(self.port), "daphne")

@@ -57,6 +57,7 @@ class SandboxObservation:
     applied_environment_hash: str = ""
     public_url: str = ""  # the user's app (port 3000)
     ttyd_url: str = ""  # the terminal upstream, for operators; never shown to a browser
+    app_upstream: str = ""  # http://host:port where the platform's preview proxy reaches the app
     namespace: str = ""
     message: str = ""  # why FAILED / what is being waited on
     runtime_state: dict = field(default_factory=dict)

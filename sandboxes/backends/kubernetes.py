@@ -276,15 +276,24 @@ class KubernetesSandboxBackend:
             applied = annotations.get(manifests.ENV_CHECKSUM_ANNOTATION, "")
         domain = self._domain(access)
         app_label = state.get("app_host_label")
+        public_url = f"https://{app_label}.{domain}" if app_label and phase != SandboxPhase.MISSING else ""
         return SandboxObservation(
             phase=phase,
             applied_environment_hash=applied,
-            public_url=f"https://{app_label}.{domain}" if app_label and phase != SandboxPhase.MISSING else "",
+            public_url=public_url,
+            app_upstream=self._app_upstream(spec, namespace, public_url) if phase != SandboxPhase.MISSING else "",
             ttyd_url=self._terminal_url(spec, namespace, state, domain) if phase != SandboxPhase.MISSING else "",
             namespace=namespace,
             message=message,
             runtime_state=state,
         )
+
+    def _app_upstream(self, spec: SandboxSpec, namespace: str, public_url: str) -> str:
+        """Where the preview proxy reaches the app: the Service from inside the cluster, else the
+        app's Ingress (the same choice as the terminal's, KUBERNETES_TERMINAL_UPSTREAM)."""
+        if settings.KUBERNETES_TERMINAL_UPSTREAM == "service":
+            return f"http://{manifests.service_name(spec.name)}.{namespace}.svc:{manifests.APP_PORT}"
+        return public_url.rstrip("/")
 
     def _terminal_url(self, spec: SandboxSpec, namespace: str, state: dict, domain: str) -> str:
         if settings.KUBERNETES_TERMINAL_UPSTREAM == "service":

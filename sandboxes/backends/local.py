@@ -235,6 +235,7 @@ class LocalSandboxBackend:
             SandboxPhase.RUNNING,
             applied_environment_hash=applied,
             public_url=f"http://127.0.0.1:{self.app_port(spec)}/",
+            app_upstream=f"http://127.0.0.1:{self.app_port(spec)}",
             ttyd_url=ttyd_url,
             runtime_state=state,
         )
