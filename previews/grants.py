@@ -103,7 +103,7 @@ def create_share(project) -> tuple[PreviewShare, str]:
 
 
 def share_url(project, token: str) -> str:
-    return f"{preview_origin(project)}/__preview/share/{token}"
+    return f"{preview_origin(project.pk)}/__preview/share/{token}"
 
 
 def grant_for_share_token(token: str, project_id: int) -> Grant | None:

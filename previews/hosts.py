@@ -1,22 +1,17 @@
 """Where a project's preview lives: ``<label>.<PREVIEW_DOMAIN>``, one origin per project.
 
-The label starts with ``p<project id>-`` (the rest, the project's name, is for people), so the
-proxy finds the project from the Host header alone."""
+The label is ``p<project id>``, so the proxy finds the project from the Host header alone."""
 
 import re
 
 from django.conf import settings
 
-_LABEL = re.compile(r"^p(\d{1,18})(?:-[a-z0-9-]*)?$")
+_LABEL = re.compile(r"^p(\d{1,18})$")
 
 
-def preview_label(project) -> str:
-    return f"p{project.pk}-{project.k8s_name}"[:63].rstrip("-")
-
-
-def preview_origin(project) -> str:
+def preview_origin(project_id: int) -> str:
     port = f":{settings.PREVIEW_PORT}" if settings.PREVIEW_PORT else ""
-    return f"{settings.PREVIEW_SCHEME}://{preview_label(project)}.{settings.PREVIEW_DOMAIN}{port}"
+    return f"{settings.PREVIEW_SCHEME}://p{project_id}.{settings.PREVIEW_DOMAIN}{port}"
 
 
 def host_name(host: str) -> str:

@@ -68,11 +68,12 @@ def _without_preview_cookie(value: bytes) -> bytes:
 
 
 def _set_cookie_header(value: str) -> bytes:
-    # SameSite=None so the preview pane (an iframe on the platform's page, another site) keeps it;
-    # browsers take Secure cookies from https and from http://*.localhost. Elsewhere on plain http,
-    # Lax: the preview works in its own tab.
+    # The preview pane is an iframe on the platform's page, another site: browsers that block
+    # third-party cookies keep a Partitioned (CHIPS) one, for that embedding only (a tab of its own
+    # gets its own hand-off). Partitioned needs Secure, which browsers take from https and from
+    # http://*.localhost. Elsewhere on plain http, Lax: the preview works in its own tab only.
     secure = settings.PREVIEW_SCHEME == "https" or settings.PREVIEW_DOMAIN.endswith("localhost")
-    attributes = "; Secure; SameSite=None" if secure else "; SameSite=Lax"
+    attributes = "; Secure; SameSite=None; Partitioned" if secure else "; SameSite=Lax"
     return (
         f"{grants.COOKIE_NAME}={value}; Path=/; HttpOnly; Max-Age={settings.PREVIEW_COOKIE_MAX_AGE_SECONDS}{attributes}"
     ).encode()

@@ -32,7 +32,7 @@ def open_preview(request, project_id):
     project = selectors.owned_project(request.user, project_id)
     token = grants.create_handoff(request.user, project)
     response = redirect(
-        f"{preview_origin(project)}/__preview/handoff?token={token}&next={quote(_next_path(request), safe='/')}"
+        f"{preview_origin(project.pk)}/__preview/handoff?token={token}&next={quote(_next_path(request), safe='/')}"
     )
     response["Cache-Control"] = "no-store"
     response["Referrer-Policy"] = "no-referrer"
@@ -93,7 +93,7 @@ class PreviewDetail(APIView):
         project = selectors.owned_project(request.user, project_id)
         return Response(
             {
-                "url": preview_origin(project),
+                "url": preview_origin(project.pk),
                 "openUrl": request.build_absolute_uri(f"/projects/{project.pk}/preview/"),
                 "shares": [_share(share) for share in PreviewShare.objects.filter(project=project, revoked_at__isnull=True)],
             }

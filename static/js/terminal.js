@@ -51,8 +51,6 @@
   const overlay = document.getElementById("terminal-overlay");
   const overlayTitle = document.getElementById("terminal-overlay-title");
   const overlayDetail = document.getElementById("terminal-overlay-detail");
-  const appUrl = document.getElementById("terminal-app-url");
-  const appUrlNone = document.getElementById("terminal-app-url-none");
   const dropHint = document.getElementById("terminal-drop-hint");
   const uploadBox = document.getElementById("terminal-upload");
   const uploadLabel = document.getElementById("terminal-upload-label");
@@ -314,15 +312,13 @@
     overlay.hidden = true;
   }
 
+  let wasRunning = app.dataset.sandboxStatus === "RUNNING";
+
   function showState(state) {
-    // The layout's status bar (projects/_status_bar.html) shows the statuses; this page keeps the
-    // Network panel current.
-    if (state.app_url) {
-      appUrl.href = state.app_url;
-      appUrl.textContent = state.app_url;
-      appUrl.hidden = false;
-      appUrlNone.hidden = true;
-    }
+    // The layout's status bar (projects/_status_bar.html) shows the statuses; the preview pane
+    // (preview-pane.js) reloads when the sandbox comes up.
+    if (state.running && !wasRunning) document.dispatchEvent(new CustomEvent("fsa:sandbox-running"));
+    wasRunning = Boolean(state.running);
   }
 
   async function fetchStatus() {

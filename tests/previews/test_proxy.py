@@ -113,7 +113,7 @@ def _browser(live_platform, user=None) -> requests.Session:
 
 
 def _on_preview(session: requests.Session, live_platform, url: str, method="GET", **kwargs) -> requests.Response:
-    """A request to a preview URL (http://p1-x.preview.localhost:PORT/...), sent to the platform's
+    """A request to a preview URL (http://p12.preview.localhost:PORT/...), sent to the platform's
     address with the preview's Host, with the cookies a browser keeps for that host."""
     parts = urlsplit(url)
     target = f"{live_platform.url}{parts.path}" + (f"?{parts.query}" if parts.query else "")
@@ -140,7 +140,7 @@ def _open_as_owner(session, live_platform, project, next_path="/") -> str:
     handoff = session.get(f"{live_platform.url}/projects/{project.pk}/preview/?next={next_path}", allow_redirects=False)
     assert handoff.status_code == 302, handoff.text[:300]
     location = handoff.headers["Location"]
-    assert location.startswith(f"http://p{project.pk}-") and ".preview.localhost:" in location
+    assert location.startswith(f"http://p{project.pk}.preview.localhost:{live_platform.port}/__preview/handoff?token=")
     landed = _on_preview(session, live_platform, location)
     assert landed.status_code == 302 and landed.headers["Location"] == next_path
     assert "HttpOnly" in landed.headers["Set-Cookie"]
@@ -187,7 +187,7 @@ def test_a_hand_off_works_once_and_only_for_its_project(live_platform, user, pro
     assert "fsa_preview" not in again.cookies
     other_project = services.do_create_project(user, name="Other One")
     fresh = owner.get(f"{live_platform.url}/projects/{project.pk}/preview/", allow_redirects=False).headers["Location"]
-    moved = fresh.replace(f"//p{project.pk}-", f"//p{other_project.pk}-")
+    moved = fresh.replace(f"//p{project.pk}.", f"//p{other_project.pk}.")
     assert _on_preview(_browser(live_platform), live_platform, moved).status_code == 403
 
 
@@ -306,7 +306,7 @@ def test_opening_the_preview_of_a_stopped_project_starts_it(live_platform, user,
 
 
 def test_hosts_that_name_no_project_are_not_found(live_platform):
-    for host in (f"nothing.preview.localhost:{live_platform.port}", f"a.p1-x.preview.localhost:{live_platform.port}"):
+    for host in (f"nothing.preview.localhost:{live_platform.port}", f"a.p1.preview.localhost:{live_platform.port}", f"p1-x.preview.localhost:{live_platform.port}"):
         response = requests.get(f"{live_platform.url}/", headers={"Host": host}, timeout=30)
         assert response.status_code == 404, host
     # The platform itself is still the platform.

@@ -31,6 +31,12 @@ EXPECTED_DIRECTIVES = {
 }
 
 
+def expected_directives(port=None) -> dict:
+    """The policy, whose frame-src names the previews' origins (on the server's port, when the
+    server was given its address)."""
+    return {**EXPECTED_DIRECTIVES, "frame-src": "'self' http://*.preview.localhost" + (f":{port}" if port else "")}
+
+
 def directives(header: str) -> dict:
     return {name: value for name, _, value in (part.strip().partition(" ") for part in header.split(";") if part.strip())}
 
@@ -42,7 +48,8 @@ def visit(page, path: str, ready: str = "main, body") -> list[str]:
     page.on("response", lambda answer: failed.append(answer.url) if answer.status >= 400 else None)
     response = page.goto(path)
     assert response.status == 200, f"{path}: {response.status}"
-    assert directives(response.headers["content-security-policy"]) == EXPECTED_DIRECTIVES, path
+    port = response.url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1]
+    assert directives(response.headers["content-security-policy"]) == expected_directives(port), path
     page.wait_for_selector(ready)
     page.wait_for_load_state("networkidle")
     return page.evaluate("() => window.__cspViolations") + page.console_errors + failed
@@ -126,4 +133,4 @@ def test_the_sign_in_pages_and_the_admin_work_under_the_policy(chromium, live_pl
 
 def test_every_response_carries_the_policy_even_errors(client, db):
     for response in (client.get("/accounts/login/"), client.get("/healthz"), client.get("/no-such-page/")):
-        assert directives(response["Content-Security-Policy"]) == EXPECTED_DIRECTIVES
+        assert directives(response["Content-Security-Policy"]) == expected_directives()
