@@ -121,9 +121,24 @@ HTTP_SECONDS = Histogram(
 )
 
 
+_failure_logged = False
+
+
+def _recording_failed() -> None:
+    """A sample that could not be written (a full disk under METRICS_DIR) is lost, logged once per
+    process; the request, step or terminal it describes goes on."""
+    global _failure_logged
+    if not _failure_logged:
+        _failure_logged = True
+        logger.warning("metrics: a sample could not be recorded; later failures are not logged", exc_info=True)
+
+
 def record_reconcile_step(resource: str, kind: str, result: str, seconds: float) -> None:
-    RECONCILE_STEPS.labels(resource, kind, result).inc()
-    RECONCILE_STEP_SECONDS.labels(resource, kind).observe(seconds)
+    try:
+        RECONCILE_STEPS.labels(resource, kind, result).inc()
+        RECONCILE_STEP_SECONDS.labels(resource, kind).observe(seconds)
+    except Exception:  # noqa: BLE001 - see _recording_failed
+        _recording_failed()
 
 
 class TerminalMeter:
@@ -135,18 +150,27 @@ class TerminalMeter:
 
     def __init__(self):
         self._flushed = {"from_browser": 0, "to_browser": 0}
-        TERMINALS_OPEN.inc()
+        try:
+            TERMINALS_OPEN.inc()
+        except Exception:  # noqa: BLE001 - see _recording_failed
+            _recording_failed()
 
     def flush(self, counts: dict) -> None:
-        for key, direction in self.DIRECTIONS:
-            delta = counts[key] - self._flushed[key]
-            if delta:
-                TERMINAL_BYTES.labels(direction).inc(delta)
-                self._flushed[key] = counts[key]
+        try:
+            for key, direction in self.DIRECTIONS:
+                delta = counts[key] - self._flushed[key]
+                if delta:
+                    TERMINAL_BYTES.labels(direction).inc(delta)
+                    self._flushed[key] = counts[key]
+        except Exception:  # noqa: BLE001 - see _recording_failed
+            _recording_failed()
 
     def close(self, counts: dict) -> None:
         self.flush(counts)
-        TERMINALS_OPEN.dec()
+        try:
+            TERMINALS_OPEN.dec()
+        except Exception:  # noqa: BLE001 - see _recording_failed
+            _recording_failed()
 
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -166,7 +190,10 @@ class RequestLatencyMiddleware:
         response = self.get_response(request)
         method = request.method if request.method in _METHODS else "other"
         status = f"{response.status_code // 100}xx"
-        HTTP_SECONDS.labels(self.route(request), method, status).observe(time.perf_counter() - started)
+        try:
+            HTTP_SECONDS.labels(self.route(request), method, status).observe(time.perf_counter() - started)
+        except Exception:  # noqa: BLE001 - see _recording_failed
+            _recording_failed()
         return response
 
     def route(self, request) -> str:

@@ -36,7 +36,8 @@ def test_an_open_terminal_and_its_bytes_show_in_metrics(running_project, user):
         # Still open: the relay adds what it passed at its next periodic check (0.1 s here).
         during = await sync_to_async(scrape)()
         for _ in range(50):
-            if value(during, "fullstackagent_terminal_relayed_bytes_total", direction="to_sandbox") > to_sandbox_before:
+            sent = value(during, "fullstackagent_terminal_relayed_bytes_total", direction="to_sandbox")
+            if sent >= to_sandbox_before + len(init) + len(command):
                 break
             await communicator.receive_nothing(0.1)
             during = await sync_to_async(scrape)()
