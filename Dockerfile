@@ -45,10 +45,12 @@ RUN --mount=type=bind,from=assets,source=/build/node_modules,target=/app/node_mo
     REDIS_URL=redis://127.0.0.1:1/0 \
     python manage.py collectstatic --no-input
 
-# The processes run unprivileged; the code stays owned by root, so they cannot change it.
+# The processes run unprivileged; the code stays owned by root, so they cannot change it. /metrics
+# is theirs: docker-compose.yml's metrics volume takes its owner from it (PROMETHEUS_MULTIPROC_DIR).
 RUN groupadd --system --gid 10001 fullstackagent \
  && useradd --system --uid 10001 --gid 10001 --create-home --home-dir /home/fullstackagent \
-        --shell /usr/sbin/nologin fullstackagent
+        --shell /usr/sbin/nologin fullstackagent \
+ && mkdir /metrics && chown 10001:10001 /metrics
 USER 10001:10001
 
 EXPOSE 8000

@@ -12,8 +12,10 @@ next run picks it up (running sandboxes are restarted by the reconcilers).
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from fullstackagent import embedded, supervise
 
@@ -39,6 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     environment.update(embedded.ensure_services())
     environment.setdefault("DJANGO_SETTINGS_MODULE", "fullstackagent.settings")
     environment.setdefault("PUBLIC_URL", f"http://{args.host}:{args.port}")
+    # The metrics files of every process below (fullstackagent.metrics), emptied so that this run's
+    # counters start from zero instead of adding up the files of every earlier run's processes.
+    metrics_dir = Path(environment.get("PROMETHEUS_MULTIPROC_DIR") or embedded.state_dir() / "metrics").resolve()
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    environment["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     python = sys.executable
     subprocess.run([python, "manage.py", "migrate", "--no-input"], env=environment, cwd=embedded.PROJECT_ROOT, check=True)
 

@@ -24,6 +24,7 @@ duplicate message or a steady drift check.
 
 import logging
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -34,6 +35,7 @@ from django.db.models import Q
 from django.dispatch import Signal
 from django.utils import timezone
 
+from fullstackagent import metrics
 from fullstackagent.errors import PermanentError, RetryableError
 from fullstackagent.status import ResourceStatus, TransitionCause
 
@@ -239,6 +241,7 @@ def finish(model, row, claimed_status: str, result: StepResult, attempts: int) -
 def run_step(model, pk, step) -> tuple[object | None, StepResult | None, bool]:
     """Claims the row, runs ``step(row) -> StepResult`` and records the result with retries and
     error classification. Returns (row, result, landed); row is None when nothing was claimed."""
+    started = time.perf_counter()
     row = claim(model, pk)
     if row is None:
         return None, None, False
@@ -269,7 +272,19 @@ def run_step(model, pk, step) -> tuple[object | None, StepResult | None, bool]:
                 last_error=f"{message} (retrying, attempt {attempts})",
             )
     landed = finish(model, row, claimed_status, result, attempts)
+    metrics.record_reconcile_step(
+        model._meta.model_name, claimed_status, step_outcome(result, attempts, landed), time.perf_counter() - started
+    )
     return row, result, landed
+
+
+def step_outcome(result: StepResult, attempts: int, landed: bool) -> str:
+    """The ``result`` label of fullstackagent_reconcile_steps_total."""
+    if not landed:
+        return "superseded"  # a user's change or a lost lease: the step's status was not written
+    if result.status == ResourceStatus.ERROR:
+        return "error"  # a permanent failure, retries used up, a deadline or a crash loop
+    return "retry" if attempts else "ok"
 
 
 def claim_due_ids(model, limit: int | None = None) -> list[int]:

@@ -103,6 +103,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: HTTP latency by route is timed around everything else, 503s and redirects included.
+    "fullstackagent.metrics.RequestLatencyMiddleware",
     # First: a request that failed because PostgreSQL is unreachable answers 503 (issue 13).
     "fullstackagent.availability.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -432,7 +434,8 @@ SPECTACULAR_SETTINGS = {
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", False) else None
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
 # The container healthcheck calls /healthz over plain HTTP on 127.0.0.1 (fullstackagent.health).
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# Prometheus scrapes /metrics the same way, over plain HTTP on a private address (README "Metrics").
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000, minimum=0)
@@ -503,6 +506,24 @@ for _network in KUBERNETES_ALLOWED_NETWORKS:
 # Accounts have no e-mail address (sign-up asks for none): a password reset for an unknown
 # address sends nothing, rather than mail to whoever typed it.
 ACCOUNT_EMAIL_UNKNOWN_ACCOUNTS = False
+
+# --- metrics for operators (README "Metrics") -----------------------------------------------------
+# Every platform process (daphnes, Celery workers) writes its counters into files in this folder
+# (prometheus-client's multiprocess mode); /metrics in any web process adds them up. `make run`
+# empties it at start; docker-compose.yml shares one volume between its containers.
+METRICS_DIR = Path(env_str("PROMETHEUS_MULTIPROC_DIR") or STATE_DIR / "metrics").resolve()
+# /metrics answers a request carrying `Authorization: Bearer <METRICS_TOKEN>`, or one made directly
+# (no X-Forwarded-For) from METRICS_ALLOWED_NETWORKS: loopback while DEBUG, none in production.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", ["127.0.0.0/8", "::1/128"] if DEBUG else [])
+for _network in METRICS_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"METRICS_ALLOWED_NETWORKS: {_network!r} is not a network (e.g. 10.0.0.0/8)")
+# State computed from the database at scrape time (resources by status, scheduling lag, idle stops):
+# collectors named here, so the core's endpoint needs no import of the apps (DESIGN.md's direction).
+METRICS_COLLECTORS = ["projects.metrics.PlatformStateCollector"]
 
 LOGGING = {
     "version": 1,

@@ -21,6 +21,8 @@ urlpatterns = [
     path("admin/login/", admin_sign_in),
     path("admin/", admin.site.urls),
     path("", include("fullstackagent.health")),
+    # For operators' Prometheus: a token or an allowed network, never a sign-in (README "Metrics").
+    path("", include("fullstackagent.metrics_endpoint")),
     path("favicon.ico", favicon),
     path("accounts/", include("allauth.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

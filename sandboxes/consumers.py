@@ -22,6 +22,7 @@ from channels.consumer import AsyncConsumer
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from fullstackagent import metrics
 from sandboxes import terminal
 from sandboxes.terminal import TerminalRefused
 
@@ -103,6 +104,7 @@ class TerminalConsumer(AsyncConsumer):
         self.base_send = send
         admission = None
         upstream = None
+        meter = None  # open relays and relayed bytes, for /metrics
         counts = {"from_browser": 0, "to_browser": 0}
         close_code = 1006  # "abnormal": kept if this task is cancelled half-way
         try:
@@ -113,6 +115,7 @@ class TerminalConsumer(AsyncConsumer):
             try:
                 admission = await self._admit()
                 upstream = await self._open_upstream(admission)
+                meter = metrics.TerminalMeter()
                 first = await self._first_frame(receive)
                 if first is None:  # the browser left before saying its size
                     close_code = 1001
@@ -125,8 +128,10 @@ class TerminalConsumer(AsyncConsumer):
                 logger.info("terminal refused (%s): %s", refusal.close_code, refusal)
                 await send({"type": "websocket.close", "code": refusal.close_code})
                 return
-            close_code = await self._relay(receive, _relay_send(send), upstream, counts)
+            close_code = await self._relay(receive, _relay_send(send), upstream, counts, meter)
         finally:
+            if meter is not None:
+                meter.close(counts)
             if upstream is not None:
                 await self._close_upstream(upstream)
             if admission is not None:
@@ -169,7 +174,7 @@ class TerminalConsumer(AsyncConsumer):
             return None
         return message.get("bytes") if message.get("bytes") is not None else message.get("text", "").encode()
 
-    async def _relay(self, receive, send, upstream, counts) -> int:
+    async def _relay(self, receive, send, upstream, counts, meter) -> int:
         """Two tasks, one per direction, frames passed through untouched. Returns the close code."""
 
         async def browser_to_upstream():
@@ -208,6 +213,7 @@ class TerminalConsumer(AsyncConsumer):
             user, session = self.scope["user"], self.scope.get("session")
             while True:
                 await asyncio.sleep(settings.TERMINAL_RECHECK_SECONDS)
+                meter.flush(counts)  # a long session's bytes show while it lasts
                 code = await database_sync_to_async(terminal.terminal_lapsed)(user.pk, session, self.project_id)
                 if code is not None:
                     return code

@@ -44,6 +44,8 @@ def _prepare_environment() -> None:
         _started["redis"] = embedded.start_redis(scratch / "redis", port, daemonize=False, password=password)
         os.environ["REDIS_URL"] = f"redis://:{password}@127.0.0.1:{port}/0"
     os.environ.setdefault("LOCAL_SANDBOX_ROOT", str(scratch / "sandboxes"))
+    # This run's metrics files (fullstackagent.metrics), shared by the daphnes and workers it starts.
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(scratch / "metrics"))
     os.environ.setdefault("RECONCILE_INTERVAL_SECONDS", "1")
     # PBKDF2's million iterations cost 0.8 s per password on a 2-core machine, and the suite makes
     # hundreds of users. Through the environment so the daphne and Celery processes it starts agree.

@@ -72,7 +72,18 @@ def test_services(compose):
 def test_data_lives_in_named_volumes(compose):
     assert compose["services"]["postgres"]["volumes"] == ["postgres-data:/var/lib/postgresql/data"]
     assert compose["services"]["redis"]["volumes"] == ["redis-data:/data"]
-    assert set(compose["volumes"]) == {"postgres-data", "redis-data"}
+    assert set(compose["volumes"]) == {"postgres-data", "redis-data", "metrics"}
+
+
+def test_every_platform_process_writes_metrics_into_one_shared_volume(compose):
+    # /metrics on web adds up the files of the workers too (fullstackagent/metrics.py).
+    for name in PLATFORM_SERVICES:
+        service = compose["services"][name]
+        assert service["environment"]["PROMETHEUS_MULTIPROC_DIR"] == "/metrics"
+        assert service["volumes"] == ["metrics:/metrics"]
+    assert compose["services"]["web"]["hostname"] == "web"
+    # An empty named volume takes the owner of the image's folder: the unprivileged user's.
+    assert "mkdir /metrics && chown 10001:10001 /metrics" in (PROJECT_ROOT / "Dockerfile").read_text()
 
 
 def test_migrate_runs_once_before_everything_else(compose):
