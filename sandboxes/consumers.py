@@ -23,6 +23,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from sandboxes import terminal
+from sandboxes.activity import anote_activity
 from sandboxes.terminal import TerminalRefused
 
 logger = logging.getLogger(__name__)
@@ -125,7 +126,7 @@ class TerminalConsumer(AsyncConsumer):
                 logger.info("terminal refused (%s): %s", refusal.close_code, refusal)
                 await send({"type": "websocket.close", "code": refusal.close_code})
                 return
-            close_code = await self._relay(receive, _relay_send(send), upstream, counts)
+            close_code = await self._relay(receive, _relay_send(send), upstream, counts, admission.sandbox_id)
         finally:
             if upstream is not None:
                 await self._close_upstream(upstream)
@@ -169,13 +170,16 @@ class TerminalConsumer(AsyncConsumer):
             return None
         return message.get("bytes") if message.get("bytes") is not None else message.get("text", "").encode()
 
-    async def _relay(self, receive, send, upstream, counts) -> int:
-        """Two tasks, one per direction, frames passed through untouched. Returns the close code."""
+    async def _relay(self, receive, send, upstream, counts, sandbox_id: int) -> int:
+        """Two tasks, one per direction, frames passed through untouched. Returns the close code.
+        Every frame either way is use of the sandbox (idle stop); anote_activity writes at most
+        once per interval, so a frame usually costs no query."""
 
         async def browser_to_upstream():
             while True:
                 message = await receive()
                 if message["type"] == "websocket.receive":
+                    await anote_activity(sandbox_id)
                     data = message.get("bytes")
                     if data is None:
                         data = message.get("text", "")
@@ -192,6 +196,7 @@ class TerminalConsumer(AsyncConsumer):
         async def upstream_to_browser():
             try:
                 async for frame in upstream:
+                    await anote_activity(sandbox_id)
                     if isinstance(frame, str):
                         counts["to_browser"] += len(frame.encode())
                         await send({"type": "websocket.send", "text": frame})
