@@ -357,6 +357,10 @@ QUOTA_PROJECTS = env_int("QUOTA_PROJECTS", 20, minimum=0)
 QUOTA_RUNNING_SANDBOXES = env_int("QUOTA_RUNNING_SANDBOXES", 5, minimum=0)
 QUOTA_SANDBOX_CPU = env_str("QUOTA_SANDBOX_CPU", "2")  # the pod's CPU limit on Kubernetes
 QUOTA_SANDBOX_MEMORY = env_str("QUOTA_SANDBOX_MEMORY", "4Gi")  # the pod's memory limit on Kubernetes
+# A RUNNING sandbox with no terminal traffic, no preview traffic and no agent working for this many
+# minutes is stopped (sandboxes.idle); a user's own value (Settings, or identities.UserQuota in the
+# admin) wins. 0: never. A float so tests can use seconds; users set whole minutes.
+IDLE_STOP_MINUTES = env_float("IDLE_STOP_MINUTES", 60.0, minimum=0.0)
 
 # Kubernetes backend.
 KUBERNETES_INGRESS_DOMAIN = env_str("KUBERNETES_INGRESS_DOMAIN", "")

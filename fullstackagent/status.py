@@ -88,3 +88,6 @@ class TransitionCause(models.TextChoices):
     RECONCILE = "reconcile", "Reconcile"
     DRIFT = "drift", "Drift"
     DEADLINE = "deadline", "Deadline"
+    # The platform stopped a sandbox nobody and nothing used for the user's IDLE_STOP_MINUTES
+    # (projects.services.do_stop_idle_project); /metrics counts these events.
+    IDLE = "idle", "Idle"

@@ -35,6 +35,6 @@ class UserConfigAdmin(admin.ModelAdmin):
 
 @admin.register(UserQuota)
 class UserQuotaAdmin(admin.ModelAdmin):
-    list_display = ["user", "max_projects", "max_running_sandboxes", "sandbox_cpu", "sandbox_memory"]
+    list_display = ["user", "max_projects", "max_running_sandboxes", "sandbox_cpu", "sandbox_memory", "idle_stop_minutes"]
     search_fields = ["user__username"]
     raw_id_fields = ["user"]

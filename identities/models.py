@@ -117,7 +117,8 @@ class ApiToken(models.Model):
 class UserQuota(models.Model):
     """An operator's limits for one user (Django admin); a user without a row, or an empty field,
     gets the default from settings (QUOTA_*). Enforced by projects.services when a project is made
-    or started."""
+    or started. Also holds the user's idle stop, which the user sets on the Settings page (an
+    operator sees and may change it here)."""
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="quota")
     max_projects = models.PositiveIntegerField(
@@ -140,6 +141,12 @@ class UserQuota(models.Model):
         validators=[RegexValidator(r"^[0-9]+(Ki|Mi|Gi|Ti)?$", "A Kubernetes memory quantity, e.g. 4Gi or 512Mi.")],
         help_text='Kubernetes: memory limit of each sandbox pod, e.g. "4Gi". Empty: QUOTA_SANDBOX_MEMORY.'
     )
+    idle_stop_minutes = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Minutes a sandbox nobody and nothing uses runs before it is stopped (the user sets it in "
+        "Settings). Empty: IDLE_STOP_MINUTES. 0: never.",
+    )
 
     def __str__(self):
         return f"quota of {self.user}"
@@ -158,5 +165,6 @@ class UserQuota(models.Model):
             "running_sandboxes": pick("max_running_sandboxes", settings.QUOTA_RUNNING_SANDBOXES),
             "sandbox_cpu": pick("sandbox_cpu", settings.QUOTA_SANDBOX_CPU),
             "sandbox_memory": pick("sandbox_memory", settings.QUOTA_SANDBOX_MEMORY),
+            "idle_stop_minutes": pick("idle_stop_minutes", settings.IDLE_STOP_MINUTES),
         }
 

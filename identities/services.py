@@ -2,7 +2,7 @@
 
 from django.db import transaction
 
-from identities.models import ConfigCategory, ConfigKey, IdentityProvider, UserConfig, UserIdentity
+from identities.models import ConfigCategory, ConfigKey, IdentityProvider, UserConfig, UserIdentity, UserQuota
 
 
 @transaction.atomic
@@ -55,6 +55,23 @@ def set_user_config(user, key: str, value: str, *, is_secret: bool | None = None
 
     environment_changed_for_user(user.pk)
     return row
+
+
+# The longest idle stop a user may choose (a week); 0 turns it off.
+MAX_IDLE_STOP_MINUTES = 7 * 24 * 60
+
+
+@transaction.atomic
+def set_idle_stop_minutes(user, minutes: int | None) -> UserQuota:
+    """The user's own idle stop (None: the platform's IDLE_STOP_MINUTES; 0: never). Kept on their
+    UserQuota row, where an operator sees it; the row's limits are left as they are. Read at each
+    drift check, so running sandboxes follow it at once."""
+    if minutes is not None and not 0 <= minutes <= MAX_IDLE_STOP_MINUTES:
+        raise ValueError(f"Choose 0 to {MAX_IDLE_STOP_MINUTES} minutes.")
+    quota, _ = UserQuota.objects.select_for_update().get_or_create(user=user)
+    quota.idle_stop_minutes = minutes
+    quota.save(update_fields=["idle_stop_minutes"])
+    return quota
 
 
 # --- linked identities ---------------------------------------------------------------------------

@@ -6,6 +6,7 @@ new token's clear text is rendered once, in the answer to the POST that created 
 so it never lands in the session or the message store).
 """
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
@@ -16,7 +17,8 @@ from django.views.decorators.http import require_GET, require_POST
 from fullstackagent.exceptions import ApiFailure
 from identities import api, tokens
 from identities.models import ApiToken, ConfigKey
-from identities.services import set_user_config
+from identities.models import UserQuota
+from identities.services import MAX_IDLE_STOP_MINUTES, set_idle_stop_minutes, set_user_config
 
 TABS = [
     ("agent", "Agent"),
@@ -35,10 +37,21 @@ def _page(request, tab: str, status: int = 200, **extra):
         "kubeconfig": api.kubeconfig_summary(request.user),
         "anthropic": api.anthropic_settings(request.user),
         "api_tokens": ApiToken.objects.filter(user=request.user),
+        "idle_stop": _idle_stop_settings(request.user),
         "reason": request.GET.get("reason", ""),
         **extra,
     }
     return render(request, "settings/settings.html", context, status=status)
+
+
+def _idle_stop_settings(user) -> dict:
+    own = UserQuota.objects.filter(user=user).values_list("idle_stop_minutes", flat=True).first()
+    default = settings.IDLE_STOP_MINUTES
+    return {
+        "minutes": own,  # None: the platform's default
+        "default": int(default) if float(default).is_integer() else default,
+        "max": MAX_IDLE_STOP_MINUTES,
+    }
 
 
 def _tab_url(tab: str) -> str:
@@ -67,6 +80,26 @@ def save_system_prompt(request):
         if text
         else "System prompt reset to the default template.",
     )
+    return redirect(_tab_url("agent"))
+
+
+@login_required
+@require_POST
+def save_idle_stop(request):
+    """The user's idle stop in whole minutes; empty (or "Use the default") goes back to the platform's."""
+    raw = "" if request.POST.get("action") == "reset" else request.POST.get("idle_stop_minutes", "").strip()
+    try:
+        minutes = None if raw == "" else int(raw)
+        set_idle_stop_minutes(request.user, minutes)
+    except ValueError:
+        error = f"Enter whole minutes from 0 (never) to {MAX_IDLE_STOP_MINUTES}, or leave it empty for the default."
+        return _page(request, "agent", 400, idle_stop_error=error, posted_idle_stop=raw)
+    if minutes is None:
+        messages.success(request, "Idle sandboxes stop after the platform's default time.")
+    elif minutes == 0:
+        messages.success(request, "Your sandboxes are never stopped for being idle.")
+    else:
+        messages.success(request, f"Your sandboxes stop after {minutes} minutes with nobody and nothing using them.")
     return redirect(_tab_url("agent"))
 
 

@@ -153,13 +153,13 @@ def check(grant: Grant) -> Access | None:
     )
 
 
-def start_for_owner(project_id: int) -> bool:
-    """Opening the preview of a stopped project starts it (as opening its terminal does)."""
+def wake_for_owner(project_id: int) -> bool:
+    """Opening the preview of a project the idle stop stopped starts it, as opening its terminal
+    does (projects.services.do_wake_project); a stop the user chose stays. True when it started."""
     project = Project.objects.filter(pk=project_id).first()
     if project is None:
         return False
     try:
-        services.do_start_project(project)
-    except services.ActionNotAllowed:
+        return services.do_wake_project(project)
+    except services.QuotaExceeded:
         return False
-    return True

@@ -28,6 +28,7 @@ from django.template.loader import render_to_string
 from fullstackagent.status import ResourceStatus
 from previews import grants
 from previews.hosts import is_preview_host, project_id_for_host
+from sandboxes.activity import anote_activity
 
 logger = logging.getLogger(__name__)
 
@@ -184,8 +185,7 @@ class PreviewProxy:
 
     async def _not_running(self, send, access: grants.Access):
         status = access.sandbox_status
-        if status == ResourceStatus.STOPPED and access.owner:
-            await database_sync_to_async(grants.start_for_owner)(access.project_id)
+        if status == ResourceStatus.STOPPED and access.owner and await database_sync_to_async(grants.wake_for_owner)(access.project_id):
             status = ResourceStatus.STARTING
         if status in ResourceStatus.transitional() or status == ResourceStatus.RUNNING:
             return await self._page(
@@ -360,4 +360,6 @@ class PreviewProxy:
 
 
 async def _note_activity(sandbox_id: int | None) -> None:
-    """Preview traffic keeps the sandbox from being stopped as idle."""
+    """Preview traffic keeps the sandbox from being stopped as idle (usually no query at all)."""
+    if sandbox_id is not None:
+        await anote_activity(sandbox_id)

@@ -19,8 +19,9 @@ from databases.models import Database
 from fullstackagent.status import ProjectStatus, ResourceStatus, TransitionCause, aggregate_status
 from identities.models import ConfigKey, UserConfig, UserQuota
 from projects.events import record_transition
-from projects.models import Environment, EnvironmentCategory, IdempotencyKey, Project
+from projects.models import Environment, EnvironmentCategory, IdempotencyKey, Project, ResourceEvent, ResourceKind
 from projects.naming import k8s_project_name, resource_name, validate_project_name
+from sandboxes import idle
 from sandboxes.environment import RESERVED_KEYS, TERMINAL_TOKEN_KEY
 from sandboxes.models import Sandbox
 
@@ -228,19 +229,23 @@ def _locked_project(project: Project) -> tuple[Project, list[Sandbox], list[Data
     return project, sandboxes, databases
 
 
-def _set_desired(resources, status: str, *, skip: set[str], reason: str = "", **flags) -> list[int]:
+def _set_desired(
+    resources, status: str, *, skip: set[str], reason: str = "", cause: str = TransitionCause.USER,
+    last_error: str = "", **flags,
+) -> list[int]:
     """Moves resources to a transitional status, clears their error, retry and restart counts, sets
-    ``flags`` (restart_requested=True ...), and records each transition as the user's."""
+    ``flags`` (restart_requested=True ...), and records each transition as the user's (or as
+    ``cause``: the idle stop acts for the user and says so, keeping ``last_error`` as its reason)."""
     changed = []
     now = timezone.now()
     for resource in resources:
         if resource.status in skip:
             continue
         type(resource).objects.filter(pk=resource.pk).update(
-            status=status, status_changed_at=now, next_check_at=now, last_error="", attempts=0,
+            status=status, status_changed_at=now, next_check_at=now, last_error=last_error, attempts=0,
             restarts=0, last_restart_at=None, updated=now, **flags,
         )
-        record_transition(resource, resource.status, status, reason=reason, cause=TransitionCause.USER)
+        record_transition(resource, resource.status, status, reason=reason, cause=cause)
         changed.append(resource.pk)
     return changed
 
@@ -267,6 +272,67 @@ def do_start_project(project: Project) -> Project:
 @transaction.atomic
 def do_stop_project(project: Project) -> Project:
     return _run_action(project, STOP, ResourceStatus.STOPPING, {ResourceStatus.STOPPED, ResourceStatus.STOPPING})
+
+
+@transaction.atomic
+def do_stop_idle_project(sandbox_id: int) -> bool:
+    """The platform stops a project whose sandbox nobody and nothing used for its owner's
+    IDLE_STOP_MINUTES, as the user's Stop would (database included), with the idle reason on the
+    sandbox and cause IDLE in the history. False when, under the locks, it turns out to be in use
+    after all (a keystroke since the drift check) or no longer RUNNING."""
+    project_id = Sandbox.objects.filter(pk=sandbox_id).values_list("project_id", flat=True).first()
+    if project_id is None:
+        return False
+    project, sandboxes, databases = _locked_project(Project(pk=project_id))
+    sandbox = next(sandbox for sandbox in sandboxes if sandbox.pk == sandbox_id)
+    minutes = idle.limit_minutes(project.user_id)
+    if not idle.is_due(sandbox, minutes):
+        return False
+    if STOP not in allowed_actions(project.status, [r.status for r in sandboxes + databases]):
+        return False
+    reason = idle.reason(minutes)
+    skip = {ResourceStatus.STOPPED, ResourceStatus.STOPPING}
+    sandbox_ids = _set_desired(sandboxes, ResourceStatus.STOPPING, skip=skip, reason=reason,
+                               cause=TransitionCause.IDLE, last_error=reason)
+    database_ids = _set_desired(databases, ResourceStatus.STOPPING, skip=skip, reason=reason, cause=TransitionCause.IDLE)
+    refresh_project_status(project.pk)
+    queue_after_commit(sandbox_ids, database_ids)
+    logger.info("project %s: stopped after %s idle", project.pk, idle.describe(minutes))
+    return True
+
+
+def stopped_for_idle(project: Project) -> bool:
+    """Whether the project's sandbox is stopped (or stopping) because it was idle: its last move to
+    STOPPING was the idle stop's, not the user's."""
+    sandbox = Sandbox.objects.filter(project=project).exclude(status=ResourceStatus.TERMINATED).order_by("-pk").first()
+    if sandbox is None or sandbox.status not in (ResourceStatus.STOPPED, ResourceStatus.STOPPING):
+        return False
+    last_stop = (
+        ResourceEvent.objects.filter(
+            project=project, resource_kind=ResourceKind.SANDBOX, resource_id=sandbox.pk, to_status=ResourceStatus.STOPPING
+        )
+        .order_by("-created", "-id")
+        .values_list("cause", flat=True)
+        .first()
+    )
+    return last_stop == TransitionCause.IDLE
+
+
+def do_wake_project(project: Project) -> bool:
+    """Starts a project the idle stop stopped, when its owner opens it (the terminal page; the
+    preview may call it too): the platform's own stop is undone by the next use. A stop the user
+    chose stays until they press Start. Raises QuotaExceeded like Start; True when it started."""
+    if not stopped_for_idle(project):
+        return False  # the usual visit costs two reads and no lock
+    with transaction.atomic():
+        # The user, then the project (the one lock order); checked again under the locks, so two
+        # tabs opening it at once start it once.
+        _lock_user(project.user_id)
+        Project.objects.select_for_update().filter(pk=project.pk).values_list("pk", flat=True).first()
+        if not stopped_for_idle(project):
+            return False
+        do_start_project(project)
+    return True
 
 
 @transaction.atomic

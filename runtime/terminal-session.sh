@@ -100,5 +100,9 @@ if claim_first_terminal; then
 fi
 # history-limit applies to panes created after it is set, hence one command list
 # with the option first. -A attaches instead if another tab created the session
-# between has-session and here.
-exec "$tmux_bin" set-option -g history-limit "$history_limit" \; "$@"
+# between has-session and here. status-interval 0: the status line is redrawn
+# when something changes, not every 15 s for its clock, so a terminal tab left
+# open sends nothing while nothing happens (terminal output counts as use of the
+# sandbox, which keeps it from being stopped as idle).
+exec "$tmux_bin" set-option -g history-limit "$history_limit" \; \
+    set-option -g status-interval 0 \; "$@"

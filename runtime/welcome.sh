@@ -21,3 +21,10 @@ else
     printf ' on the platform.\n'
 fi
 printf 'then open a new terminal tab and run  claude\n\n'
+# The idle stop (README "Idle sandboxes stop"). The platform sees keep-awake's mark only in its
+# local sandboxes (FULLSTACKAGENT_SANDBOX is their mark), not in a pod: say it only where it works.
+printf 'A sandbox nobody uses is stopped after a while; opening it starts it again.\n'
+if [ -n "${FULLSTACKAGENT_SANDBOX:-}" ]; then
+    printf 'To keep it running without a terminal open (a server waiting for visitors):  keep-awake COMMAND\n'
+fi
+printf '\n'

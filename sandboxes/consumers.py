@@ -24,6 +24,7 @@ from django.conf import settings
 
 from fullstackagent import metrics
 from sandboxes import terminal
+from sandboxes.activity import anote_activity
 from sandboxes.terminal import TerminalRefused
 
 logger = logging.getLogger(__name__)
@@ -128,7 +129,7 @@ class TerminalConsumer(AsyncConsumer):
                 logger.info("terminal refused (%s): %s", refusal.close_code, refusal)
                 await send({"type": "websocket.close", "code": refusal.close_code})
                 return
-            close_code = await self._relay(receive, _relay_send(send), upstream, counts, meter)
+            close_code = await self._relay(receive, _relay_send(send), upstream, counts, meter, admission.sandbox_id)
         finally:
             if meter is not None:
                 meter.close(counts)
@@ -174,13 +175,16 @@ class TerminalConsumer(AsyncConsumer):
             return None
         return message.get("bytes") if message.get("bytes") is not None else message.get("text", "").encode()
 
-    async def _relay(self, receive, send, upstream, counts, meter) -> int:
-        """Two tasks, one per direction, frames passed through untouched. Returns the close code."""
+    async def _relay(self, receive, send, upstream, counts, meter, sandbox_id: int) -> int:
+        """Two tasks, one per direction, frames passed through untouched. Returns the close code.
+        Every frame either way is use of the sandbox (idle stop); anote_activity writes at most
+        once per interval, so a frame usually costs no query."""
 
         async def browser_to_upstream():
             while True:
                 message = await receive()
                 if message["type"] == "websocket.receive":
+                    await anote_activity(sandbox_id)
                     data = message.get("bytes")
                     if data is None:
                         data = message.get("text", "")
@@ -197,6 +201,7 @@ class TerminalConsumer(AsyncConsumer):
         async def upstream_to_browser():
             try:
                 async for frame in upstream:
+                    await anote_activity(sandbox_id)
                     if isinstance(frame, str):
                         counts["to_browser"] += len(frame.encode())
                         await send({"type": "websocket.send", "text": frame})

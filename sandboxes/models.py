@@ -24,6 +24,10 @@ class Sandbox(ReconciledResource):
     # The user chose to start again with an empty workspace after it was found gone (its files
     # lost). Never done without asking. Cleared by the step that does it.
     recreate_requested = models.BooleanField(default=False)
+    # The last sign of use: terminal or preview traffic, the agent or a keep-awake process working
+    # (sandboxes.activity, sandboxes.idle). Written at most every ~30 s per process, never per frame;
+    # a RUNNING sandbox unused for its owner's IDLE_STOP_MINUTES since then is stopped.
+    last_activity_at = models.DateTimeField(null=True, blank=True)
 
     class Meta(ReconciledResource.Meta):
         verbose_name_plural = "sandboxes"

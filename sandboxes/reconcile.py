@@ -11,6 +11,7 @@ from fullstackagent.status import ResourceStatus
 from identities.models import ConfigKey, UserQuota
 from identities.services import user_config_map
 from projects.models import Environment
+from sandboxes import idle
 from sandboxes.backends import get_sandbox_backend
 from sandboxes.backends.base import Owner, SandboxObservation, SandboxPhase, SandboxSpec
 from sandboxes.environment import build_environment, environment_hash
@@ -142,7 +143,12 @@ def step(sandbox: Sandbox) -> StepResult:
                 f"{DRIFT_NOTE} {observation.phase.value} while it should run;",
                 _observed_fields(observation),
             )
-        return _towards_running(status, observation, spec, poll)
+        result = _towards_running(status, observation, spec, poll)
+        if result.status == ResourceStatus.RUNNING:
+            # The agent (or a keep-awake process) working counts as use; the task stops a sandbox
+            # idle for too long after this step (sandboxes.tasks).
+            result.fields.update(idle.look_for_work(sandbox, backend, spec))
+        return result
     if status == ResourceStatus.STOPPING:
         observation = backend.stop(spec)
         fields = _observed_fields(observation)

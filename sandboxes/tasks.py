@@ -3,7 +3,8 @@ from django.conf import settings
 
 from fullstackagent.reconcile import run_step
 from fullstackagent.requeue import publish_later
-from sandboxes import reconcile, terminal
+from fullstackagent.status import ResourceStatus
+from sandboxes import idle, reconcile, terminal
 from sandboxes.models import Sandbox
 
 
@@ -16,6 +17,11 @@ def reconcile_sandbox(sandbox_id: int) -> None:
     if row is None:
         return
     refresh_project_status(row.project_id)
+    if landed and result.status == ResourceStatus.RUNNING and idle.stop_due(sandbox_id):
+        from projects.services import do_stop_idle_project
+
+        if do_stop_idle_project(sandbox_id):
+            return  # its stop is queued after commit
     if not landed:
         publish_later(reconcile_sandbox, (sandbox_id,), 0.05)
     elif result.recheck_in is not None and result.recheck_in <= settings.RECONCILE_INTERVAL_SECONDS:

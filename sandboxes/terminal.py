@@ -27,6 +27,7 @@ from fullstackagent.errors import BackendError
 from fullstackagent.reconcile import mark_due
 from fullstackagent.status import ResourceStatus
 from projects.models import Project
+from sandboxes.activity import note_activity
 from sandboxes.backends import get_sandbox_backend
 from sandboxes.backends.base import TerminalUpstream
 from sandboxes.models import Sandbox, TerminalSession
@@ -59,6 +60,7 @@ class TerminalAdmission:
 
     terminal_session_id: int
     upstream: TerminalUpstream
+    sandbox_id: int = 0  # whose activity the relay records (sandboxes.activity)
 
     def __repr__(self):  # never print the credential, even in a traceback's locals
         return f"TerminalAdmission(terminal_session_id={self.terminal_session_id}, upstream=<{self.upstream.url}>)"
@@ -140,7 +142,8 @@ def do_admit_terminal(user, project_id: int, session_name: str, client_address: 
     audit = TerminalSession.objects.create(
         sandbox=sandbox, user=user, session_name=session_name, client_address=client_address[:64]
     )
-    return TerminalAdmission(terminal_session_id=audit.pk, upstream=upstream)
+    note_activity(sandbox.pk)
+    return TerminalAdmission(terminal_session_id=audit.pk, upstream=upstream, sandbox_id=sandbox.pk)
 
 
 def terminal_lapsed(user_id: int, session, project_id: int) -> int | None:

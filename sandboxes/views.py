@@ -9,7 +9,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from databases.models import Database
 from fullstackagent.status import ResourceStatus
-from projects.services import START, allowed_actions
+from projects.services import START, ActionNotAllowed, allowed_actions, do_wake_project
 from sandboxes import terminal
 from sandboxes.models import Sandbox
 from sandboxes.terminal import UploadRefused
@@ -38,11 +38,22 @@ def _sandbox_state(project) -> dict:
 @require_GET
 def terminal_page(request, project_id):
     project = _owned_project_or_404(request, project_id)
+    # Opening a project the platform stopped for being idle starts it; the page shows the start's
+    # progress and connects once RUNNING. A stop the user chose is kept (they may only be passing
+    # through to the project's other pages): the overlay offers Start.
+    overlay_detail = ""
+    try:
+        if do_wake_project(project):
+            overlay_detail = "It was stopped while idle; starting it again. The terminal opens when it is RUNNING."
+            project.refresh_from_db()
+    except ActionNotAllowed as refusal:  # over the running-sandbox quota
+        overlay_detail = str(refusal)
     return render(
         request,
         "sandboxes/terminal.html",
         {
             "project": project,
+            "overlay_detail": overlay_detail,
             "state": _sandbox_state(project),
             # The overlay of a stopped project offers Start (the same rule as the project cards).
             "can_start": START in allowed_actions(project.status, _resource_statuses(project)),

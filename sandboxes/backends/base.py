@@ -98,6 +98,11 @@ class SandboxBackend(Protocol):
     def restart(self, spec: SandboxSpec) -> SandboxObservation:
         """End every process and start the sandbox again (a pod roll), keeping its home."""
 
+    def busy(self, spec: SandboxSpec) -> bool | None:
+        """Whether the sandbox's processes are working since the last call (the agent using CPU,
+        or a process the user ran with ``keep-awake``): the idle stop spares it. None when the
+        backend cannot tell (then only terminal and preview traffic count)."""
+
     def terminal_upstream(self, spec: SandboxSpec) -> TerminalUpstream:
         """Where the terminal proxy connects, with the credentials it adds. The proxy appends
         ``?arg=<session name>`` to the URL: the sandbox's terminal command (runtime/terminal-session.sh)

@@ -315,6 +315,8 @@ def build_command(
         "--ro-bind", f"{STAGE}/env", ENVIRONMENT_MOUNT,
         "--ro-bind", f"{STAGE}/runtime", RUNTIME_MOUNT,
         "--ro-bind", f"{STAGE}/ttyd", f"{BIN_MOUNT}/ttyd",
+        # On the PATH: `keep-awake COMMAND` keeps the sandbox from the idle stop while COMMAND runs.
+        "--ro-bind", f"{STAGE}/runtime/bin/keep-awake", f"{BIN_MOUNT}/keep-awake",
     ]
     if claude:
         bwrap += ["--ro-bind", f"{STAGE}/claude", f"{BIN_MOUNT}/claude"]

@@ -366,6 +366,13 @@ class KubernetesSandboxBackend:
             runtime_state=state,
         )
 
+    def busy(self, spec: SandboxSpec) -> bool | None:
+        """None: this backend cannot tell. Seeing the pod's CPU or its processes' environment would
+        take an exec into the pod or a metrics server the user's cluster may not have, on every
+        drift check; so on Kubernetes only terminal and preview traffic keep a sandbox awake
+        (README, "Idle sandboxes stop")."""
+        return None
+
     # --- the terminal --------------------------------------------------------------------------
 
     def terminal_upstream(self, spec: SandboxSpec) -> TerminalUpstream:

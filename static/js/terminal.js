@@ -559,7 +559,9 @@
     activate(tabs.get("main"));
     checkEnvironment();
     if (!sandboxRunning) {
-      showOverlay("Sandbox: " + (app.dataset.sandboxStatus || "none"), "The terminal opens when the sandbox is RUNNING.");
+      // Why it is not running (stopped while idle, an error), or that it is starting again.
+      const detail = app.dataset.overlayDetail || "The terminal opens when the sandbox is RUNNING.";
+      showOverlay("Sandbox: " + (app.dataset.sandboxStatus || "none"), detail);
       pollStatus();
     }
   }

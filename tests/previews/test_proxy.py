@@ -10,12 +10,14 @@ runs the whole path, with an app started in a real sandbox's terminal."""
 import asyncio
 import hashlib
 import threading
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
 import requests
 from aiohttp import web
+from django.utils import timezone
 
 from fullstackagent import embedded
 from fullstackagent.status import ResourceStatus
@@ -293,7 +295,21 @@ def test_an_app_that_does_not_listen_gets_a_page_that_says_what_to_do(live_platf
     assert 'http-equiv="refresh"' in page.text
 
 
-def test_opening_the_preview_of_a_stopped_project_starts_it(live_platform, user, project):
+def test_opening_the_preview_of_an_idle_stopped_project_starts_it(live_platform, user, project):
+    owner = _browser(live_platform, user)
+    origin = _open_as_owner(owner, live_platform, project)
+    sandbox = Sandbox.objects.get(project=project)
+    Sandbox.objects.filter(pk=sandbox.pk).update(last_activity_at=timezone.now() - timedelta(hours=3))
+    assert services.do_stop_idle_project(sandbox.pk)
+    Sandbox.objects.filter(pk=sandbox.pk).update(status=ResourceStatus.STOPPED)
+
+    page = _answering(503, lambda: _on_preview(owner, live_platform, f"{origin}/"))
+
+    assert "Starting the sandbox" in page.text and 'http-equiv="refresh"' in page.text
+    assert Sandbox.objects.get(project=project).status == ResourceStatus.STARTING
+
+
+def test_a_project_its_owner_stopped_stays_stopped_when_its_preview_is_opened(live_platform, user, project):
     owner = _browser(live_platform, user)
     origin = _open_as_owner(owner, live_platform, project)
     services.do_stop_project(project)
@@ -301,8 +317,8 @@ def test_opening_the_preview_of_a_stopped_project_starts_it(live_platform, user,
 
     page = _answering(503, lambda: _on_preview(owner, live_platform, f"{origin}/"))
 
-    assert "Starting the sandbox" in page.text and 'http-equiv="refresh"' in page.text
-    assert Sandbox.objects.get(project=project).status == ResourceStatus.STARTING
+    assert "The project is not running" in page.text and f"/projects/{project.pk}/" in page.text
+    assert Sandbox.objects.get(project=project).status == ResourceStatus.STOPPED
 
 
 def test_hosts_that_name_no_project_are_not_found(live_platform):

