@@ -299,7 +299,8 @@ def test_opening_the_preview_of_an_idle_stopped_project_starts_it(live_platform,
     owner = _browser(live_platform, user)
     origin = _open_as_owner(owner, live_platform, project)
     sandbox = Sandbox.objects.get(project=project)
-    Sandbox.objects.filter(pk=sandbox.pk).update(last_activity_at=timezone.now() - timedelta(hours=3))
+    long_ago = timezone.now() - timedelta(hours=3)
+    Sandbox.objects.filter(pk=sandbox.pk).update(last_activity_at=long_ago, status_changed_at=long_ago)
     assert services.do_stop_idle_project(sandbox.pk)
     Sandbox.objects.filter(pk=sandbox.pk).update(status=ResourceStatus.STOPPED)
 
