@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 
-from _harness import PROJECT_ROOT, BenchPlatform
+from _harness import PROJECT_ROOT, BenchPlatform, production_settings
 
 
 def percentile(samples: list[float], fraction: float) -> float:
@@ -142,22 +142,6 @@ def cpu_seconds() -> dict[str, float]:
         elif "redis-server" in command:
             totals["redis"] += used
     return totals
-
-
-def production_settings() -> None:
-    """The settings production runs with (DEBUG off), for this process and the server it starts.
-    Plain HTTP on 127.0.0.1, so no HTTPS redirect; secrets made up for the run."""
-    from cryptography.fernet import Fernet
-    import secrets
-
-    os.environ.update(
-        DEBUG="false",
-        SECURE_SSL_REDIRECT="false",
-        ALLOWED_HOSTS="127.0.0.1",
-        SECRET_KEY=secrets.token_urlsafe(50),
-        FIELD_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
-        LOG_LEVEL="WARNING",
-    )
 
 
 def main(argv=None) -> int:
