@@ -16,6 +16,12 @@
     // A new hand-off each time: the frame may have been sent away to a page of the app's own.
     placeholder.hidden = true;
     frame.hidden = false;
+    if (!pane.classList.contains("preview-open")) {
+      pane.classList.add("preview-open");
+      const saved = Number(localStorage.getItem(STORAGE_KEY));
+      if (saved) setWidth(saved);
+      window.dispatchEvent(new Event("resize"));  // the terminal refits
+    }
     frame.src = new URL(document.getElementById("preview-open").getAttribute("href"), location.href).href;
   }
 
@@ -36,8 +42,6 @@
   document.addEventListener("fsa:sandbox-running", () => { if (!frame.hidden) reload(); });
   if (localStorage.getItem(SHOWN_KEY) === "1") reload();
 
-  const saved = Number(localStorage.getItem(STORAGE_KEY));
-  if (saved) setWidth(saved);
 
   if (splitter) {
     splitter.addEventListener("pointerdown", (event) => {
