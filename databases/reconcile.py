@@ -8,7 +8,7 @@ from databases.models import Database
 from fullstackagent.reconcile import StepResult, drift_restart, restart_wait
 from fullstackagent.status import ResourceStatus
 from identities.models import ConfigKey, UserConfig
-from sandboxes.backends.base import Owner
+from fullstackagent.backends import Owner
 
 
 def build_spec(database: Database) -> DatabaseSpec:

@@ -397,7 +397,7 @@ if REDIS_URL.split("://", 1)[0] in ("redis", "rediss"):
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "fullstackagent")
 CELERY_BEAT_SCHEDULE = {
     "reconcile-scan": {
-        "task": "fullstackagent.tasks.scan_resources",
+        "task": "projects.tasks.scan_resources",
         "schedule": RECONCILE_INTERVAL_SECONDS,
         "options": {"expires": RECONCILE_INTERVAL_SECONDS},
     },
@@ -468,7 +468,7 @@ DEFAULT_EXCEPTION_REPORTER_FILTER = "fullstackagent.error_reports.CredentialMask
 TERMINAL_UPLOADS_UNFINISHED_MAX = env_int("TERMINAL_UPLOADS_UNFINISHED_MAX", 3, minimum=1)
 TERMINAL_UPLOAD_STALE_SECONDS = env_int("TERMINAL_UPLOAD_STALE_SECONDS", 3600, minimum=60)
 CELERY_BEAT_SCHEDULE["remove-stale-uploads"] = {
-    "task": "sandboxes.tasks.remove_stale_uploads",
+    "task": "projects.tasks.remove_stale_uploads",
     "schedule": 600.0,
     "options": {"expires": 600.0},
 }
@@ -500,7 +500,7 @@ CONTENT_SECURITY_POLICY = {
 # How often an open terminal checks its user may still use it (signed in, same password, owner).
 TERMINAL_RECHECK_SECONDS = env_float("TERMINAL_RECHECK_SECONDS", 5.0, minimum=0.05)
 # Networks a kubeconfig's server may be on although they are loopback, link-local or the platform's
-# own (identities.kubeconfig refuses those otherwise): e.g. 127.0.0.0/8 for a cluster on this host.
+# own (fullstackagent.kubernetes.kubeconfig refuses those otherwise): e.g. 127.0.0.0/8 for a cluster on this host.
 KUBERNETES_ALLOWED_NETWORKS = env_list("KUBERNETES_ALLOWED_NETWORKS", [])
 for _network in KUBERNETES_ALLOWED_NETWORKS:
     try:

@@ -4,7 +4,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from fullstackagent.status import ProjectStatus, ResourceStatus, TransitionCause
-from identities.encryption import EncryptedTextField
+from fullstackagent.encryption import EncryptedTextField
 
 
 class ProjectQuerySet(models.QuerySet):

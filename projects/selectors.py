@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from databases.models import Database
 from fullstackagent.status import ProjectStatus, ResourceStatus
-from identities.encryption import mask
+from fullstackagent.encryption import mask
 from projects.models import Environment, EnvironmentCategory, Project, ResourceEvent
 from projects.services import allowed_actions
 from sandboxes.models import Sandbox

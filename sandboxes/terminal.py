@@ -23,7 +23,7 @@ from django.db.models import F
 from django.http.request import split_domain_port, validate_host
 from django.utils import timezone
 
-from fullstackagent.errors import BackendError
+from fullstackagent.backends import BackendError
 from fullstackagent.reconcile import mark_due
 from fullstackagent.status import ResourceStatus
 from projects.models import Project

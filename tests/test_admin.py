@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from databases.models import Database
 from fullstackagent.status import ProjectStatus, ResourceStatus
-from identities.encryption import mask
+from fullstackagent.encryption import mask
 from identities.models import ConfigCategory, IdentityProvider, UserConfig, UserIdentity, UserQuota
 from projects.models import Environment, EnvironmentCategory, Project
 from sandboxes.models import Sandbox, TerminalSession

@@ -10,9 +10,9 @@ import base64
 from urllib.parse import quote
 
 from databases.backends.base import DatabaseObservation, DatabasePhase, DatabaseSpec
-from fullstackagent.errors import RetryableError
-from sandboxes.kubernetes import manifests
-from sandboxes.kubernetes.client import (
+from fullstackagent.backends import RetryableError
+from databases import manifests
+from fullstackagent.kubernetes.client import (
     JSON_PATCH,
     KUBEBLOCKS_CLUSTER,
     ROLE,

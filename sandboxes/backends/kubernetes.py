@@ -19,11 +19,11 @@ from typing import BinaryIO
 from django.conf import settings
 from django.utils import timezone
 
-from fullstackagent.errors import PermanentError, RetryableError
+from fullstackagent.backends import PermanentError, RetryableError
 from sandboxes.backends.base import SandboxObservation, SandboxPhase, SandboxSpec, TerminalUpstream
 from sandboxes.environment import TERMINAL_TOKEN_KEY
 from sandboxes.kubernetes import manifests
-from sandboxes.kubernetes.client import (
+from fullstackagent.kubernetes.client import (
     INGRESS,
     POD,
     SECRET,

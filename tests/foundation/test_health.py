@@ -11,7 +11,8 @@ from django.test import override_settings
 
 from fullstackagent import embedded
 from fullstackagent.health import probe_host
-from fullstackagent.tasks import SCHEDULER_HEARTBEAT_KEY, scan_resources
+from fullstackagent.health import SCHEDULER_HEARTBEAT_KEY
+from projects.tasks import scan_resources
 from fullstackagent.testing.processes import PROJECT_ROOT, platform_process_environment
 
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from databases.models import Database
-from databases.tasks import reconcile_database
+from projects.tasks import reconcile_database
 from fullstackagent import metrics
 from fullstackagent.testing.processes import PlatformServer, wait_for
 from projects import services

@@ -11,11 +11,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from fullstackagent.errors import PermanentError
+from fullstackagent.backends import PermanentError
 from identities import kubeconfig as kubeconfig_module
-from identities.kubeconfig import parse_kubeconfig, validate_kubeconfig
-from sandboxes.backends.base import Owner
-from sandboxes.kubernetes.client import ClientCache
+from fullstackagent.kubernetes.kubeconfig import parse_kubeconfig, validate_kubeconfig
+from fullstackagent.backends import Owner
+from fullstackagent.kubernetes.client import ClientCache
 
 
 def kubeconfig_for(server: str) -> str:

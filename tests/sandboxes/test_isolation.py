@@ -15,7 +15,7 @@ from django.test import Client
 
 from databases.models import Database
 from fullstackagent import embedded
-from fullstackagent.errors import PermanentError
+from fullstackagent.backends import PermanentError
 from fullstackagent.testing.processes import wait_for
 from projects import services
 from sandboxes.backends import get_sandbox_backend, isolation

@@ -14,7 +14,7 @@ from projects.models import Project
 from sandboxes.backends import get_sandbox_backend
 from sandboxes.models import Sandbox
 from sandboxes.reconcile import build_spec
-from sandboxes.tasks import reconcile_sandbox
+from projects.tasks import reconcile_sandbox
 from tests.terminal.conftest import PROMPT, read_until, run, session_cookie, terminal_communicator
 
 

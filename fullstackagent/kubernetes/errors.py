@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import urllib3
 from kubernetes.client.rest import ApiException
 
-from fullstackagent.errors import PermanentError, RetryableError
+from fullstackagent.backends import PermanentError, RetryableError
 
 
 def api_message(error: ApiException) -> str:
