@@ -23,7 +23,7 @@ system-deps:
 
 run: install
 	@./scripts/install-system-deps.sh run
-	$(PY) -m fullstackagent.launcher
+	$(PY) -m fullstackagent.devtools.launcher
 
 test: install system-deps
 	$(PY) -m pytest
@@ -38,4 +38,4 @@ check: install
 	$(PY) manage.py check
 
 clean-state:
-	$(PY) -m fullstackagent.embedded down; rm -rf .state
+	$(PY) -m fullstackagent.devtools.embedded down; rm -rf .state

@@ -150,7 +150,7 @@ TEMPLATES = [
 
 
 def _embedded_database_url() -> str:
-    """The URL `python -m fullstackagent.embedded up` wrote; it starts the server first."""
+    """The URL `python -m fullstackagent.devtools.embedded up` wrote; it starts the server first."""
     url_file = STATE_DIR / "postgres" / "url"
     if url_file.exists():
         return url_file.read_text().strip()
@@ -193,7 +193,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 
 def _embedded_redis_url() -> str:
-    """The embedded Redis's URL, password included (fullstackagent.embedded writes both files)."""
+    """The embedded Redis's URL, password included (fullstackagent.devtools.embedded writes both files)."""
     port_file, password_file = STATE_DIR / "redis" / "port", STATE_DIR / "redis" / "password"
     port = port_file.read_text().strip() if port_file.exists() else "6379"
     password = password_file.read_text().strip() if password_file.exists() else ""
@@ -526,7 +526,7 @@ for _network in METRICS_ALLOWED_NETWORKS:
     except ValueError:
         raise ImproperlyConfigured(f"METRICS_ALLOWED_NETWORKS: {_network!r} is not a network (e.g. 10.0.0.0/8)")
 # State computed from the database at scrape time (resources by status, scheduling lag, idle stops):
-# collectors named here, so the core's endpoint needs no import of the apps (DESIGN.md's direction).
+# collectors named here, so the core's endpoint needs no import of the apps (README "Architecture").
 METRICS_COLLECTORS = ["projects.metrics.PlatformStateCollector"]
 
 LOGGING = {

@@ -27,7 +27,7 @@ def pytest_load_initial_conftests(early_config, parser, args):
 
 
 def _prepare_environment() -> None:
-    from fullstackagent import embedded
+    from fullstackagent.devtools import embedded
 
     if _started.get("prepared"):
         return

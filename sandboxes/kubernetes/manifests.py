@@ -45,7 +45,8 @@ _HOST_ALPHABET = string.ascii_lowercase + string.digits
 
 
 def sandbox_labels(name: str, project_k8s_name: str) -> dict[str, str]:
-    """DESIGN.md "Names on Kubernetes"; `app` is also the StatefulSet's selector."""
+    """The labels of a sandbox's objects (the original system's names); `app` is also the
+    StatefulSet's selector."""
     return {
         DEPLOY_MANAGER_LABEL: label_value(name),
         PROJECT_LABEL: label_value(project_k8s_name),

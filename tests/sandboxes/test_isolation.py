@@ -14,7 +14,7 @@ from django.db import connection
 from django.test import Client
 
 from databases.models import Database
-from fullstackagent import embedded
+from fullstackagent.devtools import embedded
 from fullstackagent.backends import PermanentError
 from fullstackagent.testing.processes import wait_for
 from projects import services

@@ -1,4 +1,4 @@
-"""Uploads dropped onto the terminal (sandboxes.views.terminal_upload): chunked, resumable, landing in
+"""Uploads dropped onto the terminal (projects.terminal_views.terminal_upload): chunked, resumable, landing in
 the shell's current directory, refusing any path that leaves the workspace with nothing written."""
 
 import io
