@@ -36,6 +36,7 @@ bench: install
 check: install
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) manage.py check
+	$(VENV)/bin/lint-imports
 
 clean-state:
 	$(PY) -m fullstackagent.devtools.embedded down; rm -rf .state
