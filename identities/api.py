@@ -15,9 +15,9 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from fullstackagent.encryption import mask
 from fullstackagent.exceptions import ApiFailure, errors
 from identities import tokens
-from fullstackagent.encryption import mask
 from identities.models import ApiToken, ConfigKey, UserConfig
 from identities.services import set_user_config
 

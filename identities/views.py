@@ -13,8 +13,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from identities import services
-from identities.models import IdentityProvider, UserIdentity
 from identities.middleware import allow_sealos_framing
+from identities.models import IdentityProvider, UserIdentity
 from identities.sealos import SealosSignInRefused
 
 logger = logging.getLogger(__name__)

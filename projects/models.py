@@ -3,8 +3,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from fullstackagent.status import ProjectStatus, ResourceStatus, TransitionCause
 from fullstackagent.encryption import EncryptedTextField
+from fullstackagent.status import ProjectStatus, ResourceStatus, TransitionCause
 
 
 class ProjectQuerySet(models.QuerySet):

@@ -12,7 +12,6 @@ import time
 from celery import shared_task
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
 
 from databases import reconcile as database_reconcile
 from databases.models import Database
@@ -55,8 +54,7 @@ def reconcile_database(database_id: int) -> None:
     refresh_project_status(row.project_id)
     if result.fields.get("connection_url", before) != before:
         # The sandbox's DATABASE_URL changed: re-apply its environment (or let it start now).
-        with transaction.atomic():
-            environment_changed_for_projects([row.project_id])
+        environment_changed_for_projects([row.project_id])
     if not landed:
         publish_later(reconcile_database, (database_id,), 0.05)
     elif result.recheck_in is not None and result.recheck_in <= settings.RECONCILE_INTERVAL_SECONDS:

@@ -9,9 +9,9 @@ the cluster still says Running, and the stop would otherwise look done before it
 import base64
 from urllib.parse import quote
 
+from databases import manifests
 from databases.backends.base import DatabaseObservation, DatabasePhase, DatabaseSpec
 from fullstackagent.backends import RetryableError
-from databases import manifests
 from fullstackagent.kubernetes.client import (
     JSON_PATCH,
     KUBEBLOCKS_CLUSTER,

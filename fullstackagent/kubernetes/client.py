@@ -20,10 +20,9 @@ from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 from kubernetes.stream import stream
 
-from fullstackagent.backends import PermanentError, RetryableError
-from fullstackagent.kubernetes.kubeconfig import Kubeconfig, KubeconfigError, new_api_client, parse_kubeconfig
-from fullstackagent.backends import Owner
+from fullstackagent.backends import Owner, PermanentError, RetryableError
 from fullstackagent.kubernetes.errors import kubernetes_call
+from fullstackagent.kubernetes.kubeconfig import Kubeconfig, KubeconfigError, new_api_client, parse_kubeconfig
 from fullstackagent.kubernetes.objects import contains
 
 # A few hundred active users per worker process is plenty; a client holds a small connection pool.

@@ -10,10 +10,9 @@ from django.core.cache import cache
 from django.test import override_settings
 
 from fullstackagent.devtools import embedded
-from fullstackagent.health import probe_host
-from fullstackagent.health import SCHEDULER_HEARTBEAT_KEY
-from projects.tasks import scan_resources
+from fullstackagent.health import SCHEDULER_HEARTBEAT_KEY, probe_host
 from fullstackagent.testing.processes import PROJECT_ROOT, platform_process_environment
+from projects.tasks import scan_resources
 
 
 def test_healthy_platform_answers_ok(client, db):

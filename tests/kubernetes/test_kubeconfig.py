@@ -5,10 +5,9 @@ import socket
 
 import pytest
 
-from fullstackagent.backends import PermanentError
-from fullstackagent.kubernetes.kubeconfig import KubeconfigError, parse_kubeconfig, validate_kubeconfig
-from fullstackagent.backends import Owner
+from fullstackagent.backends import Owner, PermanentError
 from fullstackagent.kubernetes.client import ClientCache
+from fullstackagent.kubernetes.kubeconfig import KubeconfigError, parse_kubeconfig, validate_kubeconfig
 
 
 def closed_port() -> int:

@@ -11,11 +11,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from fullstackagent.backends import PermanentError
-from identities import kubeconfig as kubeconfig_module
-from fullstackagent.kubernetes.kubeconfig import parse_kubeconfig, validate_kubeconfig
-from fullstackagent.backends import Owner
+from fullstackagent.backends import Owner, PermanentError
+from fullstackagent.kubernetes import kubeconfig as kubeconfig_module
 from fullstackagent.kubernetes.client import ClientCache
+from fullstackagent.kubernetes.kubeconfig import parse_kubeconfig, validate_kubeconfig
 
 
 def kubeconfig_for(server: str) -> str:

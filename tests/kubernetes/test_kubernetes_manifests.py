@@ -9,8 +9,8 @@ from jsonschema.validators import Draft202012Validator
 from referencing import Registry, Resource
 from kubernetes_validate.utils import major_minor, schema_contents
 
-from databases.backends.base import DatabasePhase
 from databases import manifests as database_manifests
+from databases.backends.base import DatabasePhase
 from databases.backends.kubernetes import cluster_phase, connection_url
 from fullstackagent.kubernetes import objects
 from projects import services
