@@ -5,16 +5,14 @@ deployment). Its claims name the Sealos user and workspace; ``userId`` is the st
 becomes ``UserIdentity(SEALOS, userId)``. The kubeconfig sent alongside is the user's own and becomes
 their ``KUBECONFIG`` setting, so projects run in their Sealos namespace.
 
-Everything here only checks; nothing is written until both the token and the kubeconfig pass.
+Everything here only checks; nothing is written until both the token and the kubeconfig pass
+(identities.services.do_sign_in_with_sealos does the sign-in).
 """
 
-import logging
 from dataclasses import dataclass
 
 import jwt
 from django.conf import settings
-
-logger = logging.getLogger(__name__)
 
 # Claims the Sealos desktop puts into every session token (the original system's schema).
 STRING_CLAIMS = ("workspaceUid", "workspaceId", "regionUid", "userCrUid", "userCrName", "userId", "userUid")

@@ -12,7 +12,7 @@ from kubernetes_validate.utils import major_minor, schema_contents
 from databases import manifests as database_manifests
 from databases.backends.base import DatabasePhase
 from databases.backends.kubernetes import cluster_phase, connection_url
-from fullstackagent.kubernetes import objects
+from fullstackagent.kubernetes import objects as kubernetes_objects
 from projects import services
 from projects.naming import k8s_project_name, resource_name
 from sandboxes.backends.base import SandboxPhase
@@ -105,9 +105,9 @@ def test_names_and_label_values_are_valid_for_every_project_name(project_name):
 
 
 def test_label_value_cleans_anything():
-    assert objects.label_value("-bad name!-") == "badname"
-    assert objects.label_value("a" * 80) == "a" * 63
-    assert objects.label_value("") == ""
+    assert kubernetes_objects.label_value("-bad name!-") == "badname"
+    assert kubernetes_objects.label_value("a" * 80) == "a" * 63
+    assert kubernetes_objects.label_value("") == ""
 
 
 def test_host_labels_are_random_dns_labels():
