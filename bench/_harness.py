@@ -89,3 +89,20 @@ class BenchPlatform:
 
         shutil.rmtree(self.scratch, ignore_errors=True)
         return False
+
+
+def production_settings() -> None:
+    """The settings production runs with (DEBUG off), for this process and the server it starts.
+    Plain HTTP on 127.0.0.1, so no HTTPS redirect; secrets made up for the run."""
+    import secrets
+
+    from cryptography.fernet import Fernet
+
+    os.environ.update(
+        DEBUG="false",
+        SECURE_SSL_REDIRECT="false",
+        ALLOWED_HOSTS="127.0.0.1",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        FIELD_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
+        LOG_LEVEL="WARNING",
+    )

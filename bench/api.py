@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 
-from _harness import PROJECT_ROOT, BenchPlatform
+from _harness import PROJECT_ROOT, BenchPlatform, production_settings
 
 
 def percentile(samples: list[float], fraction: float) -> float:
@@ -144,22 +144,6 @@ def cpu_seconds() -> dict[str, float]:
     return totals
 
 
-def production_settings() -> None:
-    """The settings production runs with (DEBUG off), for this process and the server it starts.
-    Plain HTTP on 127.0.0.1, so no HTTPS redirect; secrets made up for the run."""
-    from cryptography.fernet import Fernet
-    import secrets
-
-    os.environ.update(
-        DEBUG="false",
-        SECURE_SSL_REDIRECT="false",
-        ALLOWED_HOSTS="127.0.0.1",
-        SECRET_KEY=secrets.token_urlsafe(50),
-        FIELD_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
-        LOG_LEVEL="WARNING",
-    )
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python bench/api.py",
@@ -212,8 +196,14 @@ def main(argv=None) -> int:
         gc.collect()
         gc.freeze()
 
+        cpu_start = cpu_seconds()
         baseline_latencies, baseline_failures, baseline_elapsed = run_phase(
             port, tokens, lambda index: [("GET", "/api/no-such-route", None)] * args.lists, args.interval, expect=404
+        )
+        cpu_noop = cpu_seconds()
+        # The cheapest request that authenticates: the token checked, one small query.
+        noop_latencies, noop_failures, noop_elapsed = run_phase(
+            port, tokens, lambda index: [("GET", "/api/user/config", None)] * args.lists, args.interval
         )
         cpu_before = cpu_seconds()
         create_latencies, create_failures, create_elapsed = run_phase(
@@ -224,7 +214,7 @@ def main(argv=None) -> int:
             port, tokens, lambda index: [("GET", "/api/projects", None)] * args.lists, args.interval
         )
         cpu_after = cpu_seconds()
-        failures = baseline_failures + create_failures + list_failures
+        failures = baseline_failures + noop_failures + create_failures + list_failures
         if failures:
             print("failures:", *failures[:10], sep="\n  ")
             return 1
@@ -236,9 +226,12 @@ def main(argv=None) -> int:
             f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
         )
         report("baseline (no-op request)", baseline_latencies, baseline_elapsed)
+        report("authenticated no-op (GET /api/user/config)", noop_latencies, noop_elapsed)
         report("create-project", create_latencies, create_elapsed)
         report(f"list-projects ({args.creates + 1} projects per user)", list_latencies, list_elapsed)
         for name, before, after, count in (
+            ("no-op (404)", cpu_start, cpu_noop, len(baseline_latencies)),
+            ("authenticated no-op", cpu_noop, cpu_before, len(noop_latencies)),
             ("create-project", cpu_before, cpu_between, len(create_latencies)),
             ("list-projects", cpu_between, cpu_after, len(list_latencies)),
         ):
@@ -246,7 +239,9 @@ def main(argv=None) -> int:
             print(f"  CPU ms per {name} request: {shares}")
         baseline_p99 = percentile(baseline_latencies, .99)
         print(f"baseline (no-op request) p99: {baseline_p99:.1f} ms")
-        for name, latencies in (("create-project", create_latencies), ("list-projects", list_latencies)):
+        for name, latencies in (
+            ("authenticated no-op", noop_latencies), ("create-project", create_latencies), ("list-projects", list_latencies)
+        ):
             p99 = percentile(latencies, .99)
             print(f"{name} p99: {p99:.1f} ms ({p99 / baseline_p99:.1f}x the baseline)")
     return 0

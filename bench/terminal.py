@@ -11,9 +11,13 @@ which runtime/terminal-session.sh answers with a plain shell): tmux redraws the 
 passing every byte on, and sends fewer bytes to a slower reader, so through tmux "bytes received
 per second" would not measure the relay. `--with-tmux` measures the chain users get instead, and
 compares the time until the whole output has been shown (its inverse is the throughput).
+Then a reconnect storm (``--opens``): that many terminals opened at once on each path, each until
+its prompt; the wall time of each storm and daphne's CPU per relayed open (the admission: session,
+project, sandbox, audit row, the upstream handshake).
 Ends with the lines
     throughput ratio (relay/direct): 0.95
     echo p50: direct 0.15 ms, relay 0.40 ms
+    400 opens at once: direct 2.30 s, relay 3.10 s (ratio 1.35); daphne CPU per relay open 6.0 ms
 """
 
 import argparse
@@ -25,7 +29,7 @@ import subprocess
 import sys
 import time
 
-from _harness import PROJECT_ROOT, BenchPlatform
+from _harness import PROJECT_ROOT, BenchPlatform, production_settings
 
 END_MARKER = b"BENCH-42-DONE"  # printed as BENCH-$((40+2))-DONE, so the typed command never matches
 PROMPT_MARKERS = (b"$ ", b"# ")
@@ -38,16 +42,16 @@ class Terminal:
         self.websocket = websocket
 
     @classmethod
-    async def open(cls, url, *, headers, subprotocols, init):
+    async def open(cls, url, *, headers, subprotocols, init, timeout=20):
         import websockets
 
         websocket = await websockets.connect(
             url, additional_headers=headers, subprotocols=subprotocols,
-            compression=None, max_size=None, open_timeout=10,
+            compression=None, max_size=None, open_timeout=timeout,
         )
         await websocket.send(json.dumps(init).encode())
         terminal = cls(websocket)
-        await terminal.read_until(lambda tail: any(marker in tail for marker in PROMPT_MARKERS), timeout=20)
+        await terminal.read_until(lambda tail: any(marker in tail for marker in PROMPT_MARKERS), timeout=timeout)
         return terminal
 
     async def type(self, text: str) -> None:
@@ -154,13 +158,49 @@ async def measure(paths: dict, args) -> dict:
     return results
 
 
+def _cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def open_many(paths: dict, count: int, daphne_pid: int) -> dict:
+    """A reconnect storm: ``count`` terminals opened at once on each path (each to its prompt),
+    direct first, then through the relay; the wall time of each, and daphne's CPU per relay open."""
+    results = {}
+    for mode in ("direct", "relay"):
+        url, headers, subprotocols, init = paths[mode]
+        cpu_before = _cpu_seconds(daphne_pid)
+        started = time.perf_counter()
+        terminals = await asyncio.gather(
+            *(
+                Terminal.open(
+                    url.replace("bench-" + mode, f"bench-{mode}-storm-{index}"),
+                    headers=headers, subprotocols=subprotocols, init={"columns": 80, "rows": 24, **init}, timeout=120,
+                )
+                for index in range(count)
+            )
+        )
+        results[mode] = time.perf_counter() - started
+        results[f"{mode}_cpu_ms"] = (_cpu_seconds(daphne_pid) - cpu_before) * 1000 / count
+        await asyncio.gather(*(terminal.close() for terminal in terminals))
+        await asyncio.sleep(1)  # the shells end before the other path's storm
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="50M", help="bytes for head -c before base64 (default 50M)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per path (default 3)")
     parser.add_argument("--echoes", type=int, default=600, help="echo samples per path (default 600)")
     parser.add_argument("--with-tmux", action="store_true", help="keep tmux between ttyd and the shell, as users have it")
+    parser.add_argument(
+        "--opens", type=int, default=400,
+        help="terminals opened at once on each path, a reconnect storm (default 400; 0 skips)",
+    )
+    parser.add_argument("--debug", action="store_true", help="run the server with DEBUG on (as `make run` does)")
     args = parser.parse_args()
+    if not args.debug:
+        production_settings()
 
     with BenchPlatform("terminal") as platform:
         from django.contrib.auth import get_user_model
@@ -188,7 +228,7 @@ def main() -> None:
         cookie = client.cookies["sessionid"].value
 
         port = free_port()
-        start_daphne(platform, port)
+        daphne = start_daphne(platform, port)
         # Separate tmux sessions, so each path has its own shell and screen. The direct client does
         # what the proxy does (credential header, AuthToken); the relay client what a browser does.
         paths = {
@@ -207,6 +247,7 @@ def main() -> None:
         }
         try:
             results = asyncio.run(measure(paths, args))
+            storm = asyncio.run(open_many(paths, args.opens, daphne.pid)) if args.opens else None
         finally:
             backend.delete(spec)
 
@@ -219,6 +260,11 @@ def main() -> None:
     print(f"echo samples: {len(results['direct']['echo'])} per path; p90 direct {statistics.quantiles(results['direct']['echo'], n=10)[-1]:.2f} ms, relay {statistics.quantiles(results['relay']['echo'], n=10)[-1]:.2f} ms")
     print(f"throughput ratio (relay/direct): {throughput['relay'] / throughput['direct']:.2f}")
     print(f"echo p50: direct {echo['direct']:.2f} ms, relay {echo['relay']:.2f} ms")
+    if storm:
+        print(
+            f"{args.opens} opens at once: direct {storm['direct']:.2f} s, relay {storm['relay']:.2f} s "
+            f"(ratio {storm['relay'] / storm['direct']:.2f}); daphne CPU per relay open {storm['relay_cpu_ms']:.1f} ms"
+        )
 
 
 if __name__ == "__main__":

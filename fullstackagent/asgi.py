@@ -18,7 +18,6 @@ request_limits.install()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.sessions import CookieMiddleware, SessionMiddleware  # noqa: E402
-from channels.auth import AuthMiddleware  # noqa: E402
 
 from fullstackagent.routing import websocket_urlpatterns  # noqa: E402
 from previews.proxy import PreviewRouter  # noqa: E402
@@ -26,9 +25,11 @@ from previews.proxy import PreviewRouter  # noqa: E402
 platform = ProtocolTypeRouter(
     {
         "http": ThreadedDjangoHTTP(),
-        # Session authentication for websockets; the Origin check is the consumer's (it answers
-        # with a distinct close code instead of a bare handshake refusal).
-        "websocket": CookieMiddleware(SessionMiddleware(AuthMiddleware(URLRouter(websocket_urlpatterns)))),
+        # The session for websockets; the terminal consumer resolves its user itself, in the same
+        # thread hop as the rest of its admission (channels' AuthMiddleware would spend one more,
+        # on a thread shared by every connection). The Origin check is the consumer's too (it
+        # answers with a distinct close code instead of a bare handshake refusal).
+        "websocket": CookieMiddleware(SessionMiddleware(URLRouter(websocket_urlpatterns))),
     }
 )
 # Requests for <project>.<PREVIEW_DOMAIN> go to the preview proxy, before any of the platform's

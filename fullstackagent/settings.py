@@ -168,7 +168,7 @@ DATABASES["default"]["TEST"] = {"NAME": env_str("DATABASE_TEST_NAME")}
 # instead; Django wants CONN_MAX_AGE 0 with it. 0 turns the pool off.
 DATABASE_POOL_MAX_SIZE = env_int("DATABASE_POOL_MAX_SIZE", 20, minimum=0)
 # Issue 13: how long a request waits for a pooled connection before it answers 503 (PostgreSQL
-# down must cost a second, not ten); connections are checked when lent (a PostgreSQL restart
+# down must cost a second, not ten); connections idle for a moment are checked when lent (a PostgreSQL restart
 # leaves broken ones in the pool), and new ones give up after libpq's minimum of 2 s.
 DATABASE_POOL_TIMEOUT_SECONDS = env_float("DATABASE_POOL_TIMEOUT_SECONDS", 1.0, minimum=0.1)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -189,6 +189,9 @@ if DATABASE_POOL_MAX_SIZE:
     DATABASES["default"]["OPTIONS"]["pool"] = {
         "min_size": 1, "max_size": DATABASE_POOL_MAX_SIZE, "timeout": DATABASE_POOL_TIMEOUT_SECONDS
     }
+    # Django's backend, but the pool checks only the connections that sat idle, not one a request
+    # gave back a moment ago (a round trip a request saved; fullstackagent.db_pool).
+    DATABASES["default"]["ENGINE"] = "fullstackagent.postgresql"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 

@@ -17,6 +17,7 @@ from previews import grants
 from previews.hosts import preview_origin
 from previews.models import PreviewShare
 from projects import selectors
+from projects.serializers import MessageSerializer
 
 
 def _next_path(request) -> str:
@@ -75,10 +76,6 @@ class PreviewSerializer(serializers.Serializer):
     url = serializers.CharField(help_text="The preview's origin; opening it needs the owner's hand-off or a share link.")
     openUrl = serializers.CharField(help_text="Open this on the platform (signed in) to reach the preview as its owner.")
     shares = PreviewShareSerializer(many=True)
-
-
-class MessageSerializer(serializers.Serializer):
-    message = serializers.CharField()
 
 
 def _share(share: PreviewShare) -> dict:

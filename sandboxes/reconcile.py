@@ -13,12 +13,12 @@ from django.utils import timezone
 
 from fullstackagent.reconcile import StepResult, drift_restart, restart_wait
 from fullstackagent.status import ResourceStatus
-from identities.models import ConfigKey, UserQuota
+from identities.models import ConfigKey, UserConfig, UserQuota
 from identities.services import user_config_map
 from sandboxes import idle
 from sandboxes.backends import get_sandbox_backend
 from sandboxes.backends.base import Owner, SandboxObservation, SandboxPhase, SandboxSpec
-from sandboxes.environment import build_environment, environment_hash
+from sandboxes.environment import TERMINAL_TOKEN_KEY, build_environment, environment_hash
 from sandboxes.models import Sandbox
 
 # How long a new sandbox waits for its database's URL before starting without DATABASE_URL (it
@@ -53,6 +53,36 @@ def build_spec(sandbox: Sandbox) -> SandboxSpec:
         recreate_workspace=sandbox.recreate_requested,
         cpu_limit=limits["sandbox_cpu"],
         memory_limit=limits["sandbox_memory"],
+    )
+
+
+def terminal_spec(sandbox: Sandbox) -> SandboxSpec:
+    """What a backend's terminal_upstream needs, and nothing more: the terminal token (one row)
+    instead of the whole environment (every variable decrypted, the user's settings, the quota
+    and the database), and the kubeconfig only for the Kubernetes backend. A terminal is opened
+    far more often than a sandbox is reconciled; this is most of an admission's database work saved.
+    ``sandbox.project`` is expected loaded (select_related)."""
+    project = sandbox.project
+    token = (
+        Environment.objects.filter(project_id=project.pk, key=TERMINAL_TOKEN_KEY).values_list("value", flat=True).first()
+    )
+    kubeconfig = None
+    if settings.SANDBOX_BACKEND == "kubernetes":
+        kubeconfig = (
+            UserConfig.objects.filter(user_id=project.user_id, key=ConfigKey.KUBECONFIG).values_list("value", flat=True).first()
+        )
+    environment = {TERMINAL_TOKEN_KEY: token} if token else {}
+    return SandboxSpec(
+        sandbox_id=sandbox.pk,
+        name=sandbox.name,
+        project_id=project.pk,
+        project_name=project.name,
+        project_k8s_name=project.k8s_name,
+        namespace=sandbox.k8s_namespace,
+        owner=Owner(user_id=project.user_id, kubeconfig=kubeconfig or None),
+        environment=environment,
+        environment_hash="",  # not known here, and not needed for a terminal
+        runtime_state=dict(sandbox.runtime_state or {}),
     )
 
 

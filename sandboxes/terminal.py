@@ -31,7 +31,7 @@ from sandboxes.activity import note_activity
 from sandboxes.backends import get_sandbox_backend
 from sandboxes.backends.base import TerminalUpstream
 from sandboxes.models import Sandbox, TerminalSession
-from sandboxes.reconcile import build_spec
+from sandboxes.reconcile import build_spec, terminal_spec
 
 # Close codes the browser gets, one per reason (4000-4999 is the application range of RFC 6455).
 # The page (static/js/terminal.js) maps each to a message and decides whether to reconnect.
@@ -128,15 +128,22 @@ def do_admit_terminal(user, project_id: int, session_name: str, client_address: 
     written only for users who own the project: refusals of strangers leave no trace tied to a
     sandbox they must not learn about.
     """
-    project = owned_project(user, project_id)
-    if project is None:
+    # The user's visible project and its current sandbox in one query; the two refusals are told
+    # apart only when there is one to give.
+    sandbox = (
+        Sandbox.objects.select_related("project")
+        .filter(project__in=Project.objects.visible().filter(pk=project_id, user=user))
+        .exclude(status=ResourceStatus.TERMINATED)
+        .order_by("-pk")
+        .first()
+    )
+    if sandbox is None and owned_project(user, project_id) is None:
         raise TerminalRefused(CLOSE_NOT_FOUND, "No such project.")
-    sandbox = project_sandbox(project)
     if sandbox is None or sandbox.status != ResourceStatus.RUNNING:
         status = sandbox.status if sandbox else "missing"
         raise TerminalRefused(CLOSE_NOT_RUNNING, f"The sandbox is {status}, not RUNNING.")
     try:
-        upstream = get_sandbox_backend().terminal_upstream(build_spec(sandbox))
+        upstream = get_sandbox_backend().terminal_upstream(terminal_spec(sandbox))
     except BackendError as error:
         raise TerminalRefused(CLOSE_UPSTREAM_GONE, str(error)) from error
     audit = TerminalSession.objects.create(
@@ -144,6 +151,16 @@ def do_admit_terminal(user, project_id: int, session_name: str, client_address: 
     )
     note_activity(sandbox.pk)
     return TerminalAdmission(terminal_session_id=audit.pk, upstream=upstream, sandbox_id=sandbox.pk)
+
+
+def do_admit_session(session, project_id: int, session_name: str, client_address: str = ""):
+    """The whole admission of a websocket, in one call (one thread hop from the relay): who the
+    session's user is (as Django's get_user: the session's auth hash must still match), then
+    do_admit_terminal. Returns (user, admission); raises TerminalRefused (4401 not signed in)."""
+    user = get_user(SimpleNamespace(session=session)) if session is not None else None
+    if user is None or not user.is_authenticated:
+        raise TerminalRefused(CLOSE_NOT_SIGNED_IN, "Not signed in.")
+    return user, do_admit_terminal(user, project_id, session_name, client_address)
 
 
 def terminal_lapsed(user_id: int, session, project_id: int) -> int | None:

@@ -12,6 +12,7 @@ from databases.models import Database
 from fullstackagent.encryption import mask
 from fullstackagent.status import ProjectStatus, ResourceStatus
 from identities.models import ConfigCategory, IdentityProvider, UserConfig, UserIdentity, UserQuota
+from previews.models import PreviewShare
 from projects.models import Environment, EnvironmentCategory, Project
 from sandboxes.models import Sandbox, TerminalSession
 
@@ -22,6 +23,7 @@ KUBECONFIG = "apiVersion: v1\nclusters:\n- cluster:\n    server: https://k8s.exa
 DB_PASSWORD = "Db-Pa55-admin-leak-check"
 CONNECTION_URL = f"postgresql://myblog_owner:{DB_PASSWORD}@db.internal:5432/myblog"
 GITHUB_TOKEN = "gho_adminLeakCheck16C7e42F292c6912E77"
+PREVIEW_SHARE_HASH = "5" * 64
 # What a leak would look like: the clear values, and their distinctive parts on their own.
 SECRETS = [STRIPE_SECRET, TERMINAL_TOKEN, ANTHROPIC_KEY, "kube-admin-token-0451", DB_PASSWORD, GITHUB_TOKEN]
 
@@ -68,6 +70,7 @@ def platform_rows(user, other_user):
         metadata={"login": "alice-gh", "access_token": GITHUB_TOKEN, "scope": "repo read:user"},
     )
     TerminalSession.objects.create(sandbox=blog_sandbox, user=user, client_address="203.0.113.7", close_code=1000)
+    PreviewShare.objects.create(project=blog, token_hash=PREVIEW_SHARE_HASH)
     Group.objects.create(name="operators")
     EmailAddress.objects.create(user=user, email="alice@example.com", verified=True, primary=True)
     app = SocialApp.objects.create(provider="github", name="GitHub", client_id="Iv1.admin-test")

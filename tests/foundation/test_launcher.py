@@ -62,8 +62,10 @@ class Launcher:
             [*LAUNCHER, "--port", str(self.port)],
             cwd=PROJECT_ROOT,
             env=platform_process_environment(
+                # Metrics files of its own: the launcher empties its folder at start, as `make run`
+                # does, and must not empty the one this test run's other processes write to.
                 **{"LOCAL_SANDBOX_ROOT": tmp_path / "sandboxes", "WEB_PROCESSES": 1, "RECONCILE_INTERVAL_SECONDS": 1,
-                   **environment}
+                   "PROMETHEUS_MULTIPROC_DIR": tmp_path / "metrics", **environment}
             ),
             stdout=self.log,
             stderr=subprocess.STDOUT,

@@ -162,3 +162,14 @@ def test_ingress_domain_defaults_to_the_clusters_server_host(kubernetes_settings
     observation = backend.observe(spec)
     assert observation.public_url == f"https://{spec.runtime_state['app_host_label']}.127.0.0.1"
     assert observation.ttyd_url == f"wss://{spec.runtime_state['terminal_host_label']}.127.0.0.1/ws"
+
+
+def test_the_preview_reaches_the_app_through_the_ingress_or_from_inside_the_cluster(kubernetes_settings, fake_kubernetes):
+    backend, spec = running_sandbox(fake_kubernetes)
+    through_ingress = backend.observe(spec)
+    kubernetes_settings.KUBERNETES_TERMINAL_UPSTREAM = "service"
+    in_cluster = backend.observe(spec)
+
+    assert through_ingress.app_upstream == through_ingress.public_url.rstrip("/")
+    assert through_ingress.app_upstream.startswith("https://")
+    assert in_cluster.app_upstream == f"http://{spec.name}-service.{in_cluster.namespace}.svc:3000"

@@ -69,19 +69,23 @@ def test_an_operators_override_wins_over_the_default(user, other_user, settings)
 
     assert UserQuota.limits_for(user.pk) == {
         "projects": 3, "running_sandboxes": settings.QUOTA_RUNNING_SANDBOXES, "sandbox_cpu": "500m", "sandbox_memory": "1Gi",
+        "idle_stop_minutes": float(settings.IDLE_STOP_MINUTES),
     }
     assert UserQuota.limits_for(other_user.pk)["projects"] == 1
     assert UserQuota.limits_for(other_user.pk)["sandbox_cpu"] == settings.QUOTA_SANDBOX_CPU
 
 
-def test_the_admin_edits_a_users_quota(admin_client, user):
+def test_the_admin_edits_a_users_quota(admin_client, user, settings):
     response = admin_client.post(
         "/admin/identities/userquota/add/",
         {"user": user.pk, "max_projects": "4", "max_running_sandboxes": "2", "sandbox_cpu": "1", "sandbox_memory": "2Gi"},
     )
 
     assert response.status_code == 302
-    assert UserQuota.limits_for(user.pk) == {"projects": 4, "running_sandboxes": 2, "sandbox_cpu": "1", "sandbox_memory": "2Gi"}
+    assert UserQuota.limits_for(user.pk) == {
+        "projects": 4, "running_sandboxes": 2, "sandbox_cpu": "1", "sandbox_memory": "2Gi",
+        "idle_stop_minutes": float(settings.IDLE_STOP_MINUTES),
+    }
     bad = admin_client.post(
         "/admin/identities/userquota/add/", {"user": user.pk, "sandbox_cpu": "two cores", "sandbox_memory": ""}
     )
