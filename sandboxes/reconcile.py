@@ -63,9 +63,7 @@ def terminal_spec(sandbox: Sandbox) -> SandboxSpec:
     far more often than a sandbox is reconciled; this is most of an admission's database work saved.
     ``sandbox.project`` is expected loaded (select_related)."""
     project = sandbox.project
-    token = (
-        Environment.objects.filter(project_id=project.pk, key=TERMINAL_TOKEN_KEY).values_list("value", flat=True).first()
-    )
+    token = project.environment.filter(key=TERMINAL_TOKEN_KEY).values_list("value", flat=True).first()
     kubeconfig = None
     if settings.SANDBOX_BACKEND == "kubernetes":
         kubeconfig = (
