@@ -54,4 +54,4 @@ RUN groupadd --system --gid 10001 fullstackagent \
 USER 10001:10001
 
 EXPOSE 8000
-CMD ["python", "-m", "fullstackagent.serve", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["python", "-m", "fullstackagent.server.serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -23,7 +23,7 @@ system-deps:
 
 run: install
 	@./scripts/install-system-deps.sh run
-	$(PY) -m fullstackagent.launcher
+	$(PY) -m fullstackagent.devtools.launcher
 
 test: install system-deps
 	$(PY) -m pytest
@@ -36,6 +36,7 @@ bench: install
 check: install
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) manage.py check
+	$(VENV)/bin/lint-imports
 
 clean-state:
-	$(PY) -m fullstackagent.embedded down; rm -rf .state
+	$(PY) -m fullstackagent.devtools.embedded down; rm -rf .state

@@ -28,7 +28,7 @@ class BenchPlatform:
 
         import psycopg
 
-        from fullstackagent import embedded
+        from fullstackagent.devtools import embedded
 
         admin_url = os.environ.get("DATABASE_URL") or embedded.postgres().ensure_running()
         with psycopg.connect(admin_url, autocommit=True) as connection:

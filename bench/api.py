@@ -1,6 +1,6 @@
 """API latency benchmark: create-project and list-projects with 20 concurrent clients.
 
-Starts the platform's web server as production runs it (``python -m fullstackagent.serve``: one
+Starts the platform's web server as production runs it (``python -m fullstackagent.server.serve``: one
 daphne per CPU, DEBUG off) on a throw-away database (bench/_harness.py), gives every client its
 own user and personal API token, and has each client send its requests one after the other over
 one keep-alive connection (a closed loop: 20 requests in flight at all times, so latency is set by
@@ -12,7 +12,7 @@ unknown /api/ path, answered 404 by Django through the same middleware), that is
 server, the machine and this client cost before the platform does any work.
 
 No Celery worker runs: creating a project only records it and queues its reconcile tasks in
-Redis (DESIGN.md "API and UI never wait for infrastructure"), so this measures the API alone.
+Redis (README "What it is": a request only records the desired state), so this measures the API alone.
 
 Ends with the lines
     baseline (no-op request) p99: 30.1 ms
@@ -98,10 +98,10 @@ def report(name: str, latencies: list[float], elapsed: float) -> None:
 
 
 def start_server(port: int, processes: int, log_path) -> subprocess.Popen:
-    from fullstackagent import embedded
+    from fullstackagent.devtools import embedded
 
     process = subprocess.Popen(
-        [sys.executable, "-m", "fullstackagent.serve", "--host", "127.0.0.1", "--port", str(port),
+        [sys.executable, "-m", "fullstackagent.server.serve", "--host", "127.0.0.1", "--port", str(port),
          "--processes", str(processes)],
         cwd=PROJECT_ROOT,
         env=dict(os.environ),
@@ -135,7 +135,7 @@ def cpu_seconds() -> dict[str, float]:
         used = (int(fields[11]) + int(fields[12])) / tick
         if int(entry) == os.getpid():
             totals["client"] += used
-        elif "daphne" in command or "fullstackagent.serve" in command:
+        elif "daphne" in command or "fullstackagent.server.serve" in command:
             totals["server"] += used
         elif name.startswith("postgres") or "postgres" in command.split(" ")[0]:
             totals["postgres"] += used
@@ -156,7 +156,7 @@ def main(argv=None) -> int:
         "--processes",
         type=int,
         default=os.cpu_count() or 1,
-        help="server processes (default: one per CPU, as fullstackagent.serve does)",
+        help="server processes (default: one per CPU, as fullstackagent.server.serve does)",
     )
     parser.add_argument(
         "--interval",
@@ -173,7 +173,7 @@ def main(argv=None) -> int:
     with BenchPlatform("api") as platform:
         from django.contrib.auth import get_user_model
 
-        from fullstackagent import embedded
+        from fullstackagent.devtools import embedded
         from identities.tokens import do_create_api_token
 
         tokens = []

@@ -27,7 +27,7 @@ def main() -> None:
 
         from databases.models import Database
         from fullstackagent.status import ProjectStatus, ResourceStatus
-        from fullstackagent.tasks import scan_resources
+        from projects.tasks import scan_resources
         from projects import services
         from projects.models import Project
         from sandboxes.models import Sandbox

@@ -107,8 +107,8 @@ class Terminal:
 
 
 def start_daphne(platform, port: int) -> subprocess.Popen:
-    """daphne as fullstackagent.launcher runs it."""
-    from fullstackagent.embedded import port_open
+    """daphne as fullstackagent.devtools.launcher runs it."""
+    from fullstackagent.devtools.embedded import port_open
 
     log = open(platform.scratch / "daphne.log", "w")
     process = subprocess.Popen(
@@ -206,7 +206,7 @@ def main() -> None:
         from django.contrib.auth import get_user_model
         from django.test import Client
 
-        from fullstackagent.embedded import free_port
+        from fullstackagent.devtools.embedded import free_port
         from fullstackagent.status import ResourceStatus
         from projects import services
         from sandboxes.backends import get_sandbox_backend

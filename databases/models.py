@@ -1,7 +1,7 @@
 from django.db import models
 
+from fullstackagent.encryption import EncryptedTextField
 from fullstackagent.models import ReconciledResource
-from identities.encryption import EncryptedTextField
 
 
 class Database(ReconciledResource):

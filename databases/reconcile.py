@@ -5,10 +5,10 @@ from django.conf import settings
 from databases.backends import get_database_backend
 from databases.backends.base import DatabaseObservation, DatabasePhase, DatabaseSpec
 from databases.models import Database
+from fullstackagent.backends import Owner
 from fullstackagent.reconcile import StepResult, drift_restart, restart_wait
 from fullstackagent.status import ResourceStatus
 from identities.models import ConfigKey, UserConfig
-from sandboxes.backends.base import Owner
 
 
 def build_spec(database: Database) -> DatabaseSpec:

@@ -27,6 +27,11 @@ logger = logging.getLogger(__name__)
 
 OK, UNAVAILABLE = "ok", "unavailable"
 
+# When a scan last ran (epoch seconds, in the cache), written by every beat's scan
+# (projects.tasks.scan_resources): the scheduler is stale when it is old. Any beat's scan refreshes
+# it, so two beats keep it fresh too.
+SCHEDULER_HEARTBEAT_KEY = "fullstackagent:scheduler:last-scan"
+
 
 def _database() -> str:
     try:
@@ -66,8 +71,6 @@ def scheduler_stale_after() -> float:
 
 
 def _scheduler() -> str:
-    from fullstackagent.tasks import SCHEDULER_HEARTBEAT_KEY
-
     try:
         last_scan = cache.get(SCHEDULER_HEARTBEAT_KEY)
     except Exception:  # noqa: BLE001 - Redis being down is reported by its own check

@@ -1,6 +1,6 @@
 """Metrics for operators: the series platform processes record, for /metrics (README "Metrics").
 
-Several processes record them: the daphnes of fullstackagent.serve (HTTP latency, terminal relays)
+Several processes record them: the daphnes of fullstackagent.server.serve (HTTP latency, terminal relays)
 and the Celery workers (reconcile steps). prometheus-client's multiprocess mode keeps each
 process's samples in memory-mapped files of its own under METRICS_DIR, and /metrics
 (fullstackagent.metrics_endpoint) adds up the files of every process, those of exited processes

@@ -43,7 +43,3 @@ class ReconciledResource(models.Model):
                 name="%(class)s_due_idx",
             ),
         ]
-
-    @property
-    def is_transitional(self) -> bool:
-        return self.status in ResourceStatus.transitional()

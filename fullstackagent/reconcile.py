@@ -36,7 +36,7 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from fullstackagent import metrics
-from fullstackagent.errors import PermanentError, RetryableError
+from fullstackagent.backends import PermanentError, RetryableError
 from fullstackagent.status import ResourceStatus, TransitionCause
 
 logger = logging.getLogger(__name__)

@@ -126,7 +126,7 @@ def install() -> None:
 
     daphne has no setting or hook for a body limit; its HTTPFactory looks ``WebRequest`` up in its
     module on every connection, so replacing that name is the one place that reaches both
-    ``python -m fullstackagent.serve`` and a plain ``daphne fullstackagent.asgi:application``.
+    ``python -m fullstackagent.server.serve`` and a plain ``daphne fullstackagent.asgi:application``.
     Called when fullstackagent.asgi is imported, i.e. before daphne accepts a connection.
     """
     http_protocol.WebRequest = LimitedWebRequest

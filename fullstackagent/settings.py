@@ -150,7 +150,7 @@ TEMPLATES = [
 
 
 def _embedded_database_url() -> str:
-    """The URL `python -m fullstackagent.embedded up` wrote; it starts the server first."""
+    """The URL `python -m fullstackagent.devtools.embedded up` wrote; it starts the server first."""
     url_file = STATE_DIR / "postgres" / "url"
     if url_file.exists():
         return url_file.read_text().strip()
@@ -196,7 +196,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 
 def _embedded_redis_url() -> str:
-    """The embedded Redis's URL, password included (fullstackagent.embedded writes both files)."""
+    """The embedded Redis's URL, password included (fullstackagent.devtools.embedded writes both files)."""
     port_file, password_file = STATE_DIR / "redis" / "port", STATE_DIR / "redis" / "password"
     port = port_file.read_text().strip() if port_file.exists() else "6379"
     password = password_file.read_text().strip() if password_file.exists() else ""
@@ -400,7 +400,7 @@ if REDIS_URL.split("://", 1)[0] in ("redis", "rediss"):
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "fullstackagent")
 CELERY_BEAT_SCHEDULE = {
     "reconcile-scan": {
-        "task": "fullstackagent.tasks.scan_resources",
+        "task": "projects.tasks.scan_resources",
         "schedule": RECONCILE_INTERVAL_SECONDS,
         "options": {"expires": RECONCILE_INTERVAL_SECONDS},
     },
@@ -471,7 +471,7 @@ DEFAULT_EXCEPTION_REPORTER_FILTER = "fullstackagent.error_reports.CredentialMask
 TERMINAL_UPLOADS_UNFINISHED_MAX = env_int("TERMINAL_UPLOADS_UNFINISHED_MAX", 3, minimum=1)
 TERMINAL_UPLOAD_STALE_SECONDS = env_int("TERMINAL_UPLOAD_STALE_SECONDS", 3600, minimum=60)
 CELERY_BEAT_SCHEDULE["remove-stale-uploads"] = {
-    "task": "sandboxes.tasks.remove_stale_uploads",
+    "task": "projects.tasks.remove_stale_uploads",
     "schedule": 600.0,
     "options": {"expires": 600.0},
 }
@@ -503,7 +503,7 @@ CONTENT_SECURITY_POLICY = {
 # How often an open terminal checks its user may still use it (signed in, same password, owner).
 TERMINAL_RECHECK_SECONDS = env_float("TERMINAL_RECHECK_SECONDS", 5.0, minimum=0.05)
 # Networks a kubeconfig's server may be on although they are loopback, link-local or the platform's
-# own (identities.kubeconfig refuses those otherwise): e.g. 127.0.0.0/8 for a cluster on this host.
+# own (fullstackagent.kubernetes.kubeconfig refuses those otherwise): e.g. 127.0.0.0/8 for a cluster on this host.
 KUBERNETES_ALLOWED_NETWORKS = env_list("KUBERNETES_ALLOWED_NETWORKS", [])
 for _network in KUBERNETES_ALLOWED_NETWORKS:
     try:
@@ -529,7 +529,7 @@ for _network in METRICS_ALLOWED_NETWORKS:
     except ValueError:
         raise ImproperlyConfigured(f"METRICS_ALLOWED_NETWORKS: {_network!r} is not a network (e.g. 10.0.0.0/8)")
 # State computed from the database at scrape time (resources by status, scheduling lag, idle stops):
-# collectors named here, so the core's endpoint needs no import of the apps (DESIGN.md's direction).
+# collectors named here, so the core's endpoint needs no import of the apps (README "Architecture").
 METRICS_COLLECTORS = ["projects.metrics.PlatformStateCollector"]
 
 LOGGING = {

@@ -1,4 +1,4 @@
-"""Lifecycle states shared by sandboxes, databases and projects (DESIGN.md "Lifecycle")."""
+"""Lifecycle states shared by sandboxes, databases and projects."""
 
 from django.db import models
 
@@ -21,10 +21,6 @@ class ResourceStatus(models.TextChoices):
         """States a reconciler still has to act on."""
         return frozenset({cls.CREATING, cls.STARTING, cls.UPDATING, cls.STOPPING, cls.TERMINATING})
 
-    @classmethod
-    def steady(cls) -> frozenset:
-        return frozenset({cls.RUNNING, cls.STOPPED, cls.TERMINATED, cls.ERROR})
-
 
 class ProjectStatus(models.TextChoices):
     """Status of a project, aggregated from its resources (see aggregate_status)."""
@@ -41,23 +37,11 @@ class ProjectStatus(models.TextChoices):
     PARTIAL = "PARTIAL", "Partial"
 
 
-# Colours the UI gives each status (badge classes in static/css/app.css).
-STATUS_COLOURS = {
-    "CREATING": "blue",
-    "STARTING": "blue",
-    "UPDATING": "blue",
-    "RUNNING": "green",
-    "STOPPING": "amber",
-    "STOPPED": "grey",
-    "TERMINATING": "amber",
-    "TERMINATED": "grey",
-    "ERROR": "red",
-    "PARTIAL": "amber",
-}
-
-
 def aggregate_status(resource_statuses: list[str]) -> str:
-    """The project status for the given resource statuses, in DESIGN.md's order of rules.
+    """The project status for the given resource statuses, in this order: ERROR if any is in
+    ERROR; CREATING if any is CREATING; the common status when all are equal; STARTING when all are
+    RUNNING or STARTING, STOPPING when all are STOPPED or STOPPING, TERMINATING when all are
+    TERMINATED or TERMINATING; PARTIAL otherwise.
 
     UPDATING ranks right after CREATING, as in the original system.
     """

@@ -31,7 +31,6 @@ urlpatterns = [
     path("api/", include("projects.api_urls")),
     path("api/", include(preview_api_urls)),
     path("identities/", include("identities.urls")),
-    path("", include("sandboxes.urls")),
     path("", include("previews.urls")),
     path("settings/", include("identities.settings_urls")),
     path("", include("projects.urls")),

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from identities.encryption import mask
+from fullstackagent.encryption import mask
 from identities.models import UserConfig, UserIdentity, UserQuota
 
 

@@ -15,9 +15,9 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from fullstackagent.encryption import mask
 from fullstackagent.exceptions import ApiFailure, errors
 from identities import tokens
-from identities.encryption import mask
 from identities.models import ApiToken, ConfigKey, UserConfig
 from identities.services import set_user_config
 
@@ -36,7 +36,7 @@ def check_kubeconfig(text: str) -> str:
     """Parses the kubeconfig and asks its cluster whether it works; returns the success message or
     raises ApiFailure naming the ``kubeconfig`` field. Imported lazily: it pulls in the
     Kubernetes client, which most requests never need."""
-    from identities.kubeconfig import validate_kubeconfig
+    from fullstackagent.kubernetes.kubeconfig import validate_kubeconfig
 
     ok, message = validate_kubeconfig(text)
     if not ok:
@@ -293,7 +293,7 @@ def kubeconfig_summary(user) -> dict:
     config = UserConfig.objects.filter(user=user, key=ConfigKey.KUBECONFIG).first()
     if config is None:
         return {"configured": False, "kubeconfig": "", "server": "", "namespace": ""}
-    from identities.kubeconfig import KubeconfigError, parse_kubeconfig
+    from fullstackagent.kubernetes.kubeconfig import KubeconfigError, parse_kubeconfig
 
     try:
         parsed = parse_kubeconfig(config.value)

@@ -6,4 +6,4 @@ class IdentitiesConfig(AppConfig):
 
     def ready(self):
         # Connects the receivers that mirror allauth's connected GitHub accounts into identities.
-        from identities import signals  # noqa: F401
+        from identities import receivers  # noqa: F401

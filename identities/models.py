@@ -3,7 +3,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 
-from identities.encryption import EncryptedJSONField, EncryptedTextField
+from fullstackagent.encryption import EncryptedJSONField, EncryptedTextField
 
 
 class IdentityProvider(models.TextChoices):

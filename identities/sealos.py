@@ -5,16 +5,14 @@ deployment). Its claims name the Sealos user and workspace; ``userId`` is the st
 becomes ``UserIdentity(SEALOS, userId)``. The kubeconfig sent alongside is the user's own and becomes
 their ``KUBECONFIG`` setting, so projects run in their Sealos namespace.
 
-Everything here only checks; nothing is written until both the token and the kubeconfig pass.
+Everything here only checks; nothing is written until both the token and the kubeconfig pass
+(identities.services.do_sign_in_with_sealos does the sign-in).
 """
 
-import logging
 from dataclasses import dataclass
 
 import jwt
 from django.conf import settings
-
-logger = logging.getLogger(__name__)
 
 # Claims the Sealos desktop puts into every session token (the original system's schema).
 STRING_CLAIMS = ("workspaceUid", "workspaceId", "regionUid", "userCrUid", "userCrName", "userId", "userUid")
@@ -106,10 +104,10 @@ def verify_session_token(token: str) -> SealosSession:
 
 
 def check_kubeconfig(text: str) -> None:
-    """The kubeconfig must be one the platform can use (identities.kubeconfig.parse_kubeconfig:
+    """The kubeconfig must be one the platform can use (fullstackagent.kubernetes.kubeconfig.parse_kubeconfig:
     YAML with clusters, contexts, users and a current context; no local files or exec plugins).
     No cluster is contacted at sign-in: Sealos just issued it, and sign-in must not wait on it."""
-    from identities.kubeconfig import KubeconfigError, parse_kubeconfig
+    from fullstackagent.kubernetes.kubeconfig import KubeconfigError, parse_kubeconfig
 
     if not text or not isinstance(text, str) or not text.strip():
         raise SealosSignInRefused("KUBECONFIG_REQUIRED", "The Sealos kubeconfig is missing.")
@@ -118,18 +116,3 @@ def check_kubeconfig(text: str) -> None:
     except KubeconfigError as error:
         # Its message is written for users and never quotes a credential.
         raise SealosSignInRefused("KUBECONFIG_INVALID", str(error)) from None
-
-
-def sign_in_with_sealos(token: str, kubeconfig: str):
-    """Verifies the session and kubeconfig, then finds or creates the user (one transaction), then,
-    outside that transaction, asks Aiproxy for an Anthropic key when the user has none (a failure
-    there never refuses the sign-in). Returns (user, created); raises SealosSignInRefused."""
-    from aiproxy.services import do_provision_anthropic_key
-    from identities.services import do_sign_in_with_sealos
-
-    session = verify_session_token(token)
-    check_kubeconfig(kubeconfig)
-    user, created = do_sign_in_with_sealos(session, kubeconfig)
-    do_provision_anthropic_key(user, sealos_user_id=session.user_id, kubeconfig=kubeconfig)
-    logger.info("sealos sign-in: user %s (%s)", user.pk, "new" if created else "returning")
-    return user, created

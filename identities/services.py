@@ -1,8 +1,16 @@
 """Writes to identities and user settings."""
 
-from django.db import transaction
+import logging
+import re
 
+from django.contrib.auth import get_user_model
+from django.db import connection, transaction
+
+from identities import sealos
 from identities.models import ConfigCategory, ConfigKey, IdentityProvider, UserConfig, UserIdentity, UserQuota
+from identities.signals import sealos_user_signed_in, user_config_changed
+
+logger = logging.getLogger(__name__)
 
 
 @transaction.atomic
@@ -38,8 +46,8 @@ def user_config_map(user_id: int) -> dict[str, str]:
 
 @transaction.atomic
 def set_user_config(user, key: str, value: str, *, is_secret: bool | None = None) -> UserConfig:
-    """Creates or updates one setting; an empty value removes it. Sandboxes that use it are
-    re-reconciled (their environment depends on the user's Anthropic settings and prompt)."""
+    """Creates or updates one setting; an empty value removes it. Announced with
+    user_config_changed (projects re-applies the environment of the user's sandboxes)."""
     if is_secret is None:
         is_secret = key in ConfigKey.SECRET
     if value == "":
@@ -51,9 +59,7 @@ def set_user_config(user, key: str, value: str, *, is_secret: bool | None = None
             key=key,
             defaults={"value": value, "is_secret": is_secret, "category": _CATEGORY_BY_KEY.get(key, ConfigCategory.GENERAL)},
         )
-    from sandboxes.services import environment_changed_for_user
-
-    environment_changed_for_user(user.pk)
+    user_config_changed.send(sender=UserConfig, user_id=user.pk, key=key)
     return row
 
 
@@ -94,8 +100,6 @@ class LastIdentity(IdentityError):
 
 
 def _lock_user(user):
-    from django.contrib.auth import get_user_model
-
     return get_user_model().objects.select_for_update().get(pk=user.pk)
 
 
@@ -172,10 +176,6 @@ def do_set_primary(user, identity_id: int) -> UserIdentity:
 def _free_username(wanted: str) -> str:
     """A username for a new account: ``wanted`` reduced to the characters Django accepts, with a
     numeric suffix when a local account already has it (a password user may have picked it)."""
-    import re
-
-    from django.contrib.auth import get_user_model
-
     users = get_user_model().objects
     base = re.sub(r"[^\w.@+-]", "", wanted)[:140] or "sealos-user"
     candidate, number = base, 1
@@ -185,16 +185,24 @@ def _free_username(wanted: str) -> str:
     return candidate
 
 
+def do_sign_in_with_sealos(token: str, kubeconfig: str):
+    """Verifies the session and kubeconfig, then finds or creates the user (one transaction), then,
+    outside that transaction, announces the sign-in (sealos_user_signed_in: aiproxy asks for an
+    Anthropic key when the user has none; a failure there never refuses the sign-in). Returns
+    (user, created); raises SealosSignInRefused."""
+    session = sealos.verify_session_token(token)
+    sealos.check_kubeconfig(kubeconfig)
+    user, created = _record_sealos_user(session, kubeconfig)
+    sealos_user_signed_in.send(sender=UserIdentity, user=user, sealos_user_id=session.user_id, kubeconfig=kubeconfig)
+    logger.info("sealos sign-in: user %s (%s)", user.pk, "new" if created else "returning")
+    return user, created
+
+
 @transaction.atomic
-def do_sign_in_with_sealos(session, kubeconfig: str):
+def _record_sealos_user(session, kubeconfig: str):
     """Finds or creates the user of a verified Sealos session, records its SEALOS identity and
     stores the kubeconfig (encrypted) as the user's KUBECONFIG, all in one transaction: a failure
     anywhere leaves no user, identity or setting behind. Returns (user, created)."""
-    from django.contrib.auth import get_user_model
-    from django.db import connection
-
-    from identities.sealos import SealosSignInRefused
-
     # Two tabs opening the app at once would both find no identity and both create a user; this
     # lock (released at commit) makes the second wait and then find the first one's identity.
     with connection.cursor() as cursor:
@@ -207,7 +215,7 @@ def do_sign_in_with_sealos(session, kubeconfig: str):
     if identity is not None:
         user, created = identity.user, False
         if not user.is_active:
-            raise SealosSignInRefused("ACCOUNT_DISABLED", "This account is disabled.", 403)
+            raise sealos.SealosSignInRefused("ACCOUNT_DISABLED", "This account is disabled.", 403)
     else:
         # No password: this account signs in through Sealos until the user links another method.
         user, created = get_user_model().objects.create_user(username=_free_username(session.user_id)), True

@@ -1,31 +1,16 @@
-"""Receivers for allauth's social-account events (connected in IdentitiesConfig.ready)."""
+"""What identities announces to the apps above it, which it never imports (README "Architecture").
 
-from allauth.socialaccount.signals import social_account_added
-from django.core.exceptions import ValidationError
-from django.db import transaction
-from django.dispatch import receiver
+Receivers run synchronously in the sender's thread; an exception in one reaches the sender.
+"""
 
-from identities import services
-from identities.models import IdentityProvider
+from django.dispatch import Signal
 
+# A user's setting was saved or removed (identities.services.set_user_config), inside the
+# transaction that wrote it. Arguments: user_id, key. The sandbox environment is built from some of
+# these settings, so projects re-applies it to the user's running sandboxes.
+user_config_changed = Signal()
 
-@receiver(social_account_added)
-def link_connected_github_account(sender, request, sociallogin, **kwargs):
-    """A signed-in user connected GitHub (the "Link GitHub" button): record the GITHUB identity."""
-    if sociallogin.account.provider != "github":
-        return
-    from identities.adapters import github_identity_metadata
-
-    try:
-        with transaction.atomic():
-            services.do_link_identity(
-                sociallogin.user,
-                IdentityProvider.GITHUB,
-                sociallogin.account.uid,
-                metadata=github_identity_metadata(sociallogin),
-            )
-    except services.IdentityInUse:
-        # allauth saved the SocialAccount just before sending this signal; take it back so the two
-        # records stay in step, and let allauth show its "connected to another account" message.
-        sociallogin.account.delete()
-        raise ValidationError("This GitHub account is already linked to another user.") from None
+# A Sealos user signed in (identities.services.do_sign_in_with_sealos), after the sign-in committed
+# and outside any transaction, so a receiver may call the network. Arguments: user, sealos_user_id,
+# kubeconfig. aiproxy provisions an Anthropic key here; a receiver must not refuse the sign-in.
+sealos_user_signed_in = Signal()

@@ -13,9 +13,9 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from identities import services
-from identities.models import IdentityProvider, UserIdentity
 from identities.middleware import allow_sealos_framing
-from identities.sealos import SealosSignInRefused, sign_in_with_sealos
+from identities.models import IdentityProvider, UserIdentity
+from identities.sealos import SealosSignInRefused
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def sealos_sign_in(request):
     if not isinstance(payload, dict):
         return _refusal("JSON_INVALID", "The request body must be a JSON object.", 400)
     try:
-        user, created = sign_in_with_sealos(payload.get("token"), payload.get("kubeconfig"))
+        user, created = services.do_sign_in_with_sealos(payload.get("token"), payload.get("kubeconfig"))
     except SealosSignInRefused as refusal:
         logger.info("sealos sign-in refused: %s", refusal.code)
         return _refusal(refusal.code, refusal.message, refusal.status)

@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from databases.models import Database
-from identities.encryption import mask
+from fullstackagent.encryption import mask
 from projects.models import Environment, Project, ResourceEvent
 from sandboxes.models import Sandbox
 

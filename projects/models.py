@@ -3,8 +3,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from fullstackagent.encryption import EncryptedTextField
 from fullstackagent.status import ProjectStatus, ResourceStatus, TransitionCause
-from identities.encryption import EncryptedTextField
 
 
 class ProjectQuerySet(models.QuerySet):
@@ -21,7 +21,7 @@ class Project(models.Model):
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="projects")
     name = models.CharField(max_length=64)
-    # Kubernetes-safe form of the name (DESIGN.md "Names on Kubernetes"); not unique per user.
+    # Kubernetes-safe form of the name (projects.naming); not unique per user.
     k8s_name = models.CharField(max_length=20)
     description = models.TextField(blank=True)
     status = models.CharField(max_length=16, choices=ProjectStatus.choices, default=ProjectStatus.CREATING)

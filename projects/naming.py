@@ -1,4 +1,4 @@
-"""Project names and the Kubernetes names derived from them (DESIGN.md "Names on Kubernetes")."""
+"""Project names and the Kubernetes names derived from them (README "Production": a project `My Blog!` is `myblog` on Kubernetes)."""
 
 import secrets
 import string

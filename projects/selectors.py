@@ -15,8 +15,8 @@ from django.http import Http404
 from django.utils import timezone
 
 from databases.models import Database
+from fullstackagent.encryption import mask
 from fullstackagent.status import ProjectStatus, ResourceStatus
-from identities.encryption import mask
 from projects.models import Environment, EnvironmentCategory, Project, ResourceEvent
 from projects.services import allowed_actions
 from sandboxes.models import Sandbox

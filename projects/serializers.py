@@ -13,8 +13,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from fullstackagent.encryption import mask
 from fullstackagent.status import TransitionCause
-from identities.encryption import mask
 from projects import services
 from projects.models import EnvironmentCategory, ResourceKind
 from projects.naming import MAX_PROJECT_NAME_LENGTH, validate_project_name

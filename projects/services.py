@@ -9,6 +9,7 @@ import logging
 import re
 import secrets
 
+from celery import current_app
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
@@ -123,13 +124,16 @@ def check_action(project: Project, action: str, resource_statuses: list[str]) ->
     raise ActionNotAllowed(f"Cannot {action} a project that is {project.status}.")
 
 
-def _queue_reconcile(sandbox_ids, database_ids) -> None:
-    from fullstackagent.tasks import reconcile_resources
+# Queued by name, not through the task object: projects.tasks calls these services, so importing
+# it here would close a circle within the app. The name is the message's contract either way.
+RECONCILE_RESOURCES_TASK = "projects.tasks.reconcile_resources"
 
+
+def _queue_reconcile(sandbox_ids, database_ids) -> None:
     if not (sandbox_ids or database_ids):
         return
     try:
-        reconcile_resources.delay(sandbox_ids, database_ids)
+        current_app.send_task(RECONCILE_RESOURCES_TASK, args=(sandbox_ids, database_ids))
     except Exception:  # noqa: BLE001 - the change is committed; the beat's scan finds its rows
         # The rows were marked due (next_check_at) in the committed transaction, so the scan queues
         # them within RECONCILE_INTERVAL_SECONDS once the broker is back. Answering 500 here would
@@ -483,9 +487,43 @@ def do_delete_variable(project: Project, key: str) -> bool:
 
 
 def environment_changed(project_id: int) -> None:
-    from sandboxes.services import environment_changed_for_projects
-
     environment_changed_for_projects([project_id])
+
+
+@transaction.atomic
+def environment_changed_for_projects(project_ids) -> None:
+    """A variable, the database URL or a user setting changed: running sandboxes of these projects
+    go to UPDATING (the reconciler re-applies the environment, or returns to RUNNING at once when
+    the effective environment did not change); others just get looked at."""
+    # Projects first, then their sandboxes: the order the project services and
+    # refresh_project_status lock in, so a variable saved during a stop cannot deadlock with it.
+    list(Project.objects.select_for_update().filter(pk__in=project_ids).order_by("pk").values_list("pk", flat=True))
+    now = timezone.now()
+    running = Sandbox.objects.filter(project_id__in=project_ids, status=ResourceStatus.RUNNING)
+    updating = list(running.select_for_update())
+    updating_ids = [sandbox.pk for sandbox in updating]
+    running.update(status=ResourceStatus.UPDATING, status_changed_at=now, next_check_at=now, updated=now)
+    for sandbox in updating:
+        record_transition(
+            sandbox, ResourceStatus.RUNNING, ResourceStatus.UPDATING,
+            reason="The environment changed.", cause=TransitionCause.USER,
+        )
+    others = Sandbox.objects.filter(project_id__in=project_ids).exclude(
+        status__in=[ResourceStatus.TERMINATED, ResourceStatus.ERROR, ResourceStatus.STOPPED]
+    ).exclude(pk__in=updating_ids)
+    other_ids = list(others.values_list("pk", flat=True))
+    others.update(next_check_at=now)
+    for project_id in {sandbox.project_id for sandbox in updating}:
+        refresh_project_status(project_id)
+    queue_after_commit(sandbox_ids=updating_ids + other_ids)
+
+
+def environment_changed_for_user(user_id: int) -> None:
+    """A user setting the sandbox environment is built from changed (identities.signals
+    user_config_changed): every visible project of the user's is looked at."""
+    project_ids = list(Project.objects.filter(user_id=user_id).visible().values_list("pk", flat=True))
+    if project_ids:
+        environment_changed_for_projects(project_ids)
 
 
 @transaction.atomic

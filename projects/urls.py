@@ -1,15 +1,16 @@
-"""Project pages. /projects/<id>/terminal/ is served by the terminal's view (sandboxes.views)."""
+"""Project pages, the terminal page with its status and upload endpoints (projects.terminal_views)."""
 
 from django.urls import path
 
-from projects import views
-from sandboxes import views as sandbox_views
+from projects import terminal_views, views
 
 urlpatterns = [
     path("", views.project_list, name="project-list"),
     path("projects/cards/", views.project_cards, name="project-cards"),
     path("projects/<int:project_id>/", views.project_home, name="project-home"),
-    path("projects/<int:project_id>/terminal/", sandbox_views.terminal_page, name="project-terminal"),
+    path("projects/<int:project_id>/terminal/", terminal_views.terminal_page, name="project-terminal"),
+    path("projects/<int:project_id>/terminal/status", terminal_views.terminal_status, name="project-terminal-status"),
+    path("projects/<int:project_id>/terminal/upload", terminal_views.terminal_upload, name="project-terminal-upload"),
     path("projects/<int:project_id>/status-bar/", views.project_status_bar, name="project-status-bar"),
     path("projects/<int:project_id>/start/", views.project_action, {"action": "start"}, name="project-start"),
     path("projects/<int:project_id>/stop/", views.project_action, {"action": "stop"}, name="project-stop"),

@@ -1,16 +1,20 @@
-"""One reconcile step for a sandbox: read the desired state from the row, act through the backend."""
+"""One reconcile step for a sandbox: read the desired state from the row, act through the backend.
+
+The step reads what the sandbox's environment is built from (its project's variables and its
+database's URL) through the row's own relations (``sandbox.project.environment``,
+``project.databases``), the schema every resource row already depends on, and imports neither
+projects nor databases: it is called by the orchestrator (projects.tasks), never the other way.
+"""
 
 from datetime import timedelta
 
 from django.conf import settings
 from django.utils import timezone
 
-from databases.models import Database
 from fullstackagent.reconcile import StepResult, drift_restart, restart_wait
 from fullstackagent.status import ResourceStatus
 from identities.models import ConfigKey, UserConfig, UserQuota
 from identities.services import user_config_map
-from projects.models import Environment
 from sandboxes import idle
 from sandboxes.backends import get_sandbox_backend
 from sandboxes.backends.base import Owner, SandboxObservation, SandboxPhase, SandboxSpec
@@ -27,10 +31,10 @@ def build_spec(sandbox: Sandbox) -> SandboxSpec:
     project = sandbox.project
     user_config = user_config_map(project.user_id)
     limits = UserQuota.limits_for(project.user_id)
-    database = Database.objects.filter(project_id=project.pk).exclude(status=ResourceStatus.TERMINATED).first()
+    database = project.databases.exclude(status=ResourceStatus.TERMINATED).first()
     environment = build_environment(
         project_name=project.name,
-        project_variables=dict(Environment.objects.filter(project_id=project.pk).values_list("key", "value")),
+        project_variables=dict(project.environment.values_list("key", "value")),
         database_url=database.connection_url if database else "",
         user_config=user_config,
         settings_url=f"{settings.PUBLIC_URL}/settings/?tab=anthropic" if settings.PUBLIC_URL else "",
@@ -59,9 +63,7 @@ def terminal_spec(sandbox: Sandbox) -> SandboxSpec:
     far more often than a sandbox is reconciled; this is most of an admission's database work saved.
     ``sandbox.project`` is expected loaded (select_related)."""
     project = sandbox.project
-    token = (
-        Environment.objects.filter(project_id=project.pk, key=TERMINAL_TOKEN_KEY).values_list("value", flat=True).first()
-    )
+    token = project.environment.filter(key=TERMINAL_TOKEN_KEY).values_list("value", flat=True).first()
     kubeconfig = None
     if settings.SANDBOX_BACKEND == "kubernetes":
         kubeconfig = (
@@ -113,7 +115,7 @@ def _towards_running(status: str, observation: SandboxObservation, spec: Sandbox
 
 
 def _database_pending(sandbox: Sandbox) -> bool:
-    database = Database.objects.filter(project_id=sandbox.project_id).first()
+    database = sandbox.project.databases.first()
     if database is None or database.connection_url:
         return False
     if database.status not in (ResourceStatus.CREATING, ResourceStatus.STARTING):
@@ -176,7 +178,7 @@ def step(sandbox: Sandbox) -> StepResult:
         result = _towards_running(status, observation, spec, poll)
         if result.status == ResourceStatus.RUNNING:
             # The agent (or a keep-awake process) working counts as use; the task stops a sandbox
-            # idle for too long after this step (sandboxes.tasks).
+            # idle for too long after this step (projects.tasks).
             result.fields.update(idle.look_for_work(sandbox, backend, spec))
         return result
     if status == ResourceStatus.STOPPING:

@@ -2,7 +2,7 @@
 and uploads into the shell's directory.
 
 The Channels consumer (sandboxes.consumers) speaks the websocket protocol and calls in here through
-``database_sync_to_async``; the views (sandboxes.views) call in directly. Nothing here ever returns
+``database_sync_to_async``; the views (projects.terminal_views) call in directly. Nothing here ever returns
 the terminal token to a caller that could hand it to a browser: ``TerminalAdmission.upstream`` stays
 inside the consumer.
 """
@@ -23,7 +23,7 @@ from django.db.models import F
 from django.http.request import split_domain_port, validate_host
 from django.utils import timezone
 
-from fullstackagent.errors import BackendError
+from fullstackagent.backends import BackendError
 from fullstackagent.reconcile import mark_due
 from fullstackagent.status import ResourceStatus
 from projects.models import Project
@@ -204,7 +204,7 @@ def do_finish_terminal(terminal_session_id: int, *, bytes_from_browser: int, byt
 UPLOAD_CHUNK_BYTES = settings.TERMINAL_UPLOAD_CHUNK_BYTES
 UPLOAD_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{8,64}")
 # Staged uploads nobody continued for this long (a closed tab) are removed: when the user starts
-# another upload, and by the periodic clean-up (sandboxes.tasks.remove_stale_uploads).
+# another upload, and by the periodic clean-up (projects.tasks.remove_stale_uploads).
 STALE_UPLOAD_SECONDS = settings.TERMINAL_UPLOAD_STALE_SECONDS
 
 

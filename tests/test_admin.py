@@ -9,8 +9,8 @@ from django.contrib.auth.models import Group
 from django.urls import reverse
 
 from databases.models import Database
+from fullstackagent.encryption import mask
 from fullstackagent.status import ProjectStatus, ResourceStatus
-from identities.encryption import mask
 from identities.models import ConfigCategory, IdentityProvider, UserConfig, UserIdentity, UserQuota
 from previews.models import PreviewShare
 from projects.models import Environment, EnvironmentCategory, Project

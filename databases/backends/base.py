@@ -1,14 +1,14 @@
 """The database backend interface, shared by the local and the Kubernetes (KubeBlocks) backends.
 
 Same contract as sandboxes.backends.base: specs in, observations out, idempotent methods called
-outside transactions, errors from fullstackagent.errors.
+outside transactions, errors from fullstackagent.backends.
 """
 
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Mapping, Protocol
 
-from sandboxes.backends.base import Owner
+from fullstackagent.backends import Owner
 
 
 class DatabasePhase(str, Enum):

@@ -1,7 +1,7 @@
 """The Kubernetes database backend: a KubeBlocks PostgreSQL cluster per project database, with
-its ServiceAccount, Role and RoleBinding (objects: sandboxes.kubernetes.manifests).
+its ServiceAccount, Role and RoleBinding (objects: databases.manifests).
 
-Status follows the cluster's phase (original-system.md "Kubernetes objects per database"), but
+Status follows the cluster's phase, as the original system's did, but
 only once KubeBlocks has seen the latest spec (``status.observedGeneration``): right after a stop
 the cluster still says Running, and the stop would otherwise look done before it started.
 """
@@ -9,10 +9,10 @@ the cluster still says Running, and the stop would otherwise look done before it
 import base64
 from urllib.parse import quote
 
+from databases import manifests
 from databases.backends.base import DatabaseObservation, DatabasePhase, DatabaseSpec
-from fullstackagent.errors import RetryableError
-from sandboxes.kubernetes import manifests
-from sandboxes.kubernetes.client import (
+from fullstackagent.backends import RetryableError
+from fullstackagent.kubernetes.client import (
     JSON_PATCH,
     KUBEBLOCKS_CLUSTER,
     ROLE,

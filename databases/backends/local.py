@@ -19,7 +19,7 @@ from django.db import connection as platform_connection
 from psycopg import errors, sql
 
 from databases.backends.base import DatabaseObservation, DatabasePhase, DatabaseSpec
-from fullstackagent.errors import PermanentError, RetryableError
+from fullstackagent.backends import PermanentError, RetryableError
 
 PASSWORD_BYTES = 24
 

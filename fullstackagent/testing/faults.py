@@ -4,7 +4,7 @@
 import subprocess
 from pathlib import Path
 
-from fullstackagent import embedded
+from fullstackagent.devtools import embedded
 
 
 class PrivateRedis:

@@ -27,7 +27,7 @@ def pytest_load_initial_conftests(early_config, parser, args):
 
 
 def _prepare_environment() -> None:
-    from fullstackagent import embedded
+    from fullstackagent.devtools import embedded
 
     if _started.get("prepared"):
         return
@@ -54,7 +54,7 @@ def _prepare_environment() -> None:
     os.environ.setdefault("QUOTA_PROJECTS", "100000")
     os.environ.setdefault("QUOTA_RUNNING_SANDBOXES", "100000")
     # The fake Kubernetes API servers of the tests listen on 127.0.0.1, which kubeconfigs may not
-    # name unless the operator allows it (identities.kubeconfig).
+    # name unless the operator allows it (fullstackagent.kubernetes.kubeconfig).
     os.environ.setdefault("KUBERNETES_ALLOWED_NETWORKS", "127.0.0.0/8")
 
 

@@ -114,14 +114,14 @@ class PlatformServer(PlatformProcess):
     fixture) and bench/api.py."""
 
     def __init__(self, log_dir: Path, name: str = "daphne", **environment):
-        from fullstackagent import embedded
+        from fullstackagent.devtools import embedded
 
         self.port = embedded.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # Two daphnes behind one port, as production runs one per CPU: a test passes whichever
         # process its requests and websockets land on.
         command = [
-            sys.executable, "-m", "fullstackagent.serve", "--host", "127.0.0.1", "--port", str(self.port),
+            sys.executable, "-m", "fullstackagent.server.serve", "--host", "127.0.0.1", "--port", str(self.port),
             "--processes", "2",
         ]
         # Links the server makes (previews on <project>.preview.localhost:<port>) use its address.

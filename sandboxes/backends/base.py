@@ -3,12 +3,14 @@
 The reconcile engine builds a ``SandboxSpec`` from the database (the backend never touches models)
 and calls one method per step, outside any transaction. Every method is idempotent: calling it
 twice, or after a crash half-way through, converges to the same infrastructure. Methods raise
-``fullstackagent.errors.RetryableError`` or ``PermanentError``; anything else counts as retryable.
+``fullstackagent.backends.RetryableError`` or ``PermanentError``; anything else counts as retryable.
 """
 
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import BinaryIO, Mapping, Protocol
+
+from fullstackagent.backends import Owner
 
 
 class SandboxPhase(str, Enum):
@@ -20,13 +22,6 @@ class SandboxPhase(str, Enum):
     STOPPING = "stopping"  # scaled to zero / signalled, something still runs
     STOPPED = "stopped"  # exists (workspace, volume), nothing runs
     FAILED = "failed"  # exists but cannot run (crash loop, image pull error); see message
-
-
-@dataclass(frozen=True)
-class Owner:
-    user_id: int
-    # The user's kubeconfig (UserConfig KUBECONFIG), decrypted; None when the user has none.
-    kubeconfig: str | None = None
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,8 @@ from typing import BinaryIO
 from django.conf import settings
 from django.utils import timezone
 
-from fullstackagent.errors import PermanentError, RetryableError
-from sandboxes.backends.base import SandboxObservation, SandboxPhase, SandboxSpec, TerminalUpstream
-from sandboxes.environment import TERMINAL_TOKEN_KEY
-from sandboxes.kubernetes import manifests
-from sandboxes.kubernetes.client import (
+from fullstackagent.backends import PermanentError, RetryableError
+from fullstackagent.kubernetes.client import (
     INGRESS,
     POD,
     SECRET,
@@ -34,6 +31,10 @@ from sandboxes.kubernetes.client import (
     ClusterAccess,
     Resource,
 )
+from fullstackagent.kubernetes.objects import contains
+from sandboxes.backends.base import SandboxObservation, SandboxPhase, SandboxSpec, TerminalUpstream
+from sandboxes.environment import TERMINAL_TOKEN_KEY
+from sandboxes.kubernetes import manifests
 
 # ttyd's credential user; runtime/entrypoint.sh runs `ttyd -c agent:$TTYD_ACCESS_TOKEN`.
 TERMINAL_USER = "agent"
@@ -233,7 +234,7 @@ class KubernetesSandboxBackend:
             if created:
                 return existing
         wanted_metadata = {key: manifest["metadata"][key] for key in ("labels", "annotations")}
-        if (existing.get("data") or {}) == manifest["data"] and manifests.contains(existing.get("metadata"), wanted_metadata):
+        if (existing.get("data") or {}) == manifest["data"] and contains(existing.get("metadata"), wanted_metadata):
             return existing
         # The resourceVersion turns a concurrent writer's change into a 409 (retried) rather
         # than a lost update.

@@ -37,7 +37,7 @@ from typing import BinaryIO
 
 from django.conf import settings
 
-from fullstackagent.errors import PermanentError, RetryableError
+from fullstackagent.backends import PermanentError, RetryableError
 from sandboxes.backends import isolation
 from sandboxes.backends.base import Owner, SandboxObservation, SandboxPhase, SandboxSpec, TerminalUpstream
 from sandboxes.environment import TERMINAL_TOKEN_KEY

@@ -1,2 +1,2 @@
-"""Kubernetes plumbing shared by the sandbox and database backends: per-user API clients
-(client.py), the objects they create (manifests.py) and how API failures are classified (errors.py)."""
+"""The Kubernetes objects of a sandbox (manifests.py); the client they go through is the core's
+(fullstackagent.kubernetes)."""

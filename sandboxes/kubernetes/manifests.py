@@ -1,6 +1,6 @@
-"""The Kubernetes objects of one sandbox and one database, as plain dicts (pure functions).
+"""The Kubernetes objects of one sandbox, as plain dicts (pure functions).
 
-Objects per sandbox `<name>` (original-system.md "Kubernetes objects per sandbox", improved):
+Objects per sandbox `<name>`:
 - Secret `<name>-env`: the whole environment; the pod reads it through envFrom at start and, as a
   volume the kubelet refreshes, in every new shell, so no value is ever a literal in a pod spec
   (fault 4) and a change, removals included (fault 7), reaches new shells without a pod roll. Its
@@ -10,16 +10,14 @@ Objects per sandbox `<name>` (original-system.md "Kubernetes objects per sandbox
   `kubectl.kubernetes.io/restartedAt` on the template, which rolls the pod.
 - Service `<name>-service` (3000, 7681); Ingresses `<name>-app` and `<name>-ttyd` on random host
   labels under the ingress domain, with websocket-friendly timeouts.
-
-Objects per database `<cluster>`: ServiceAccount, Role, RoleBinding (least privilege, see
-POSTGRES_POD_RULES) and the KubeBlocks `Cluster`.
 """
 
 import base64
-import re
 import secrets
 import string
 from typing import Mapping
+
+from fullstackagent.kubernetes.objects import DEPLOY_MANAGER_LABEL, MANAGED_BY, PROJECT_LABEL, label_value
 
 # --- names and labels --------------------------------------------------------------------------
 
@@ -28,9 +26,6 @@ ENV_CHECKSUM_ANNOTATION = "fullstackagent.io/env-checksum"
 RESTARTED_AT_ANNOTATION = "kubectl.kubernetes.io/restartedAt"
 ENV_VOLUME = "environment"
 ENV_MOUNT_PATH = "/opt/fullstackagent/env"  # runtime/environment.sh reads it
-PROJECT_LABEL = "project.fullstackagent.io/name"
-DEPLOY_MANAGER_LABEL = "cloud.sealos.io/app-deploy-manager"
-MANAGED_BY = {"app.kubernetes.io/managed-by": "fullstackagent"}
 
 HOME = "/home/agent"
 SANDBOX_CONTAINER = "sandbox"
@@ -46,19 +41,12 @@ HOST_LABEL_LENGTH = 12
 # nginx's default of 60 s, and the original's 300 s, cut them.
 WEBSOCKET_TIMEOUT_SECONDS = "3600"
 
-_LABEL_VALUE_INVALID = re.compile(r"[^A-Za-z0-9_.-]")
 _HOST_ALPHABET = string.ascii_lowercase + string.digits
 
 
-def label_value(value: str) -> str:
-    """A valid label value for any input: at most 63 characters of [A-Za-z0-9_.-], starting and
-    ending with an alphanumeric (fault 11: a trimmed name ending in `-`)."""
-    cleaned = _LABEL_VALUE_INVALID.sub("", value)[:63]
-    return cleaned.strip("-_.")
-
-
 def sandbox_labels(name: str, project_k8s_name: str) -> dict[str, str]:
-    """DESIGN.md "Names on Kubernetes"; `app` is also the StatefulSet's selector."""
+    """The labels of a sandbox's objects (the original system's names); `app` is also the
+    StatefulSet's selector."""
     return {
         DEPLOY_MANAGER_LABEL: label_value(name),
         PROJECT_LABEL: label_value(project_k8s_name),
@@ -297,151 +285,3 @@ def ingress_host(item: dict | None) -> str:
     """The first rule's host of an Ingress as the API server returned it ("" when none)."""
     rules = ((item or {}).get("spec") or {}).get("rules") or []
     return (rules[0].get("host") or "") if rules else ""
-
-
-# --- database (KubeBlocks) -----------------------------------------------------------------------
-
-KUBEBLOCKS_API_VERSION = "apps.kubeblocks.io/v1alpha1"
-POSTGRES_COMPONENT = "postgresql"
-CLUSTER_DEFINITION = "postgresql"
-CLUSTER_VERSION = "postgresql-14.8.0"
-CLUSTER_FINALIZER = "cluster.kubeblocks.io/finalizer"
-DATA_SIZE = "3Gi"
-
-# What the PostgreSQL pod's service account may do, and nothing more: KubeBlocks binds pods to the
-# union of its `app.kubernetes.io/required-by: pod` ClusterRoles (deploy/helm/templates/rbac/
-# cluster_pod_required_role.yaml in apecloud/kubeblocks). Kept: the lorry sidecar's rules (events,
-# its config maps, the cluster it belongs to, pods) and Patroni's (leader election in config maps
-# and endpoints, labelling its pods). Left out: backup rules (no backups are configured) and node
-# reads, which a namespaced Role cannot grant (volume protection then stays off).
-POSTGRES_POD_RULES = [
-    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
-    {
-        "apiGroups": [""],
-        "resources": ["configmaps"],
-        "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
-    },
-    {
-        "apiGroups": [""],
-        "resources": ["endpoints"],
-        "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
-    },
-    {
-        "apiGroups": [""],
-        "resources": ["pods"],
-        "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
-    },
-    {"apiGroups": ["apps.kubeblocks.io"], "resources": ["clusters"], "verbs": ["get", "list"]},
-    {"apiGroups": ["apps.kubeblocks.io"], "resources": ["clusters/status"], "verbs": ["get"]},
-]
-
-
-def database_labels(cluster: str, project_k8s_name: str) -> dict[str, str]:
-    return {
-        DEPLOY_MANAGER_LABEL: label_value(cluster),
-        PROJECT_LABEL: label_value(project_k8s_name),
-        "app": label_value(cluster),
-        **MANAGED_BY,
-    }
-
-
-def service_account(*, cluster: str, namespace: str, labels: dict) -> dict:
-    return {
-        "apiVersion": "v1",
-        "kind": "ServiceAccount",
-        "metadata": {"name": cluster, "namespace": namespace, "labels": labels},
-    }
-
-
-def role(*, cluster: str, namespace: str, labels: dict) -> dict:
-    return {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "Role",
-        "metadata": {"name": cluster, "namespace": namespace, "labels": labels},
-        "rules": POSTGRES_POD_RULES,
-    }
-
-
-def role_binding(*, cluster: str, namespace: str, labels: dict) -> dict:
-    return {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": {"name": cluster, "namespace": namespace, "labels": labels},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": cluster},
-        "subjects": [{"kind": "ServiceAccount", "name": cluster, "namespace": namespace}],
-    }
-
-
-def kubeblocks_cluster(*, cluster: str, namespace: str, labels: dict, replicas: int = 1) -> dict:
-    return {
-        "apiVersion": KUBEBLOCKS_API_VERSION,
-        "kind": "Cluster",
-        "metadata": {
-            "name": cluster,
-            "namespace": namespace,
-            "labels": {
-                **labels,
-                "clusterdefinition.kubeblocks.io/name": CLUSTER_DEFINITION,
-                "clusterversion.kubeblocks.io/name": CLUSTER_VERSION,
-            },
-            "finalizers": [CLUSTER_FINALIZER],
-        },
-        "spec": {
-            "clusterDefinitionRef": CLUSTER_DEFINITION,
-            "clusterVersionRef": CLUSTER_VERSION,
-            "terminationPolicy": "Delete",
-            "affinity": {
-                "podAntiAffinity": "Preferred",
-                "tenancy": "SharedNode",
-                "topologyKeys": ["kubernetes.io/hostname"],
-            },
-            "componentSpecs": [
-                {
-                    "name": POSTGRES_COMPONENT,
-                    "componentDefRef": POSTGRES_COMPONENT,
-                    "replicas": replicas,
-                    "serviceAccountName": cluster,
-                    "resources": {
-                        "requests": {"cpu": "100m", "memory": "102Mi"},
-                        "limits": {"cpu": "1", "memory": "1Gi"},  # 1000m / 1024Mi, canonical
-                    },
-                    "volumeClaimTemplates": [
-                        {
-                            "name": "data",
-                            "spec": {
-                                "accessModes": ["ReadWriteOnce"],
-                                "resources": {"requests": {"storage": DATA_SIZE}},
-                            },
-                        }
-                    ],
-                }
-            ],
-        },
-    }
-
-
-def credentials_secret_name(cluster: str) -> str:
-    return f"{cluster}-conn-credential"
-
-
-def database_host(cluster: str, namespace: str) -> str:
-    """The primary's Service, fully qualified so it resolves from any namespace."""
-    return f"{cluster}-{POSTGRES_COMPONENT}.{namespace}.svc"
-
-
-# --- comparing what exists with what we want ------------------------------------------------------
-
-
-def contains(actual, desired) -> bool:
-    """True when every field of ``desired`` has the same value in ``actual``. Fields the API
-    server adds (defaults, status, resourceVersion) are ignored, so an unchanged object never
-    looks drifted; lists must match element by element."""
-    if isinstance(desired, dict):
-        return isinstance(actual, dict) and all(contains(actual.get(key), value) for key, value in desired.items())
-    if isinstance(desired, list):
-        return (
-            isinstance(actual, list)
-            and len(actual) == len(desired)
-            and all(contains(a, d) for a, d in zip(actual, desired))
-        )
-    return actual == desired

@@ -7,7 +7,7 @@ from django.db import connection
 
 from aiproxy.services import do_provision_anthropic_key
 from aiproxy.testing import FakeKeyHub
-from identities.encryption import PREFIX
+from fullstackagent.encryption import PREFIX
 from identities.models import ConfigKey, UserConfig
 from identities.services import set_user_config, user_config_map
 

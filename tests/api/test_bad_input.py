@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import DataError
 from django.test import Client
 
-from fullstackagent import embedded
+from fullstackagent.devtools import embedded
 from projects import selectors
 from projects.models import Project
 

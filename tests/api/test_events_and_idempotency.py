@@ -7,15 +7,14 @@ import urllib.request
 import pytest
 
 from databases.models import Database
-from databases.tasks import reconcile_database
 from fullstackagent.status import ResourceStatus
 from fullstackagent.testing.faults import PrivateRedis
 from fullstackagent.testing.processes import PlatformServer, wait_for
 from identities.tokens import do_create_api_token
 from projects.models import IdempotencyKey, Project
+from projects.tasks import reconcile_database, reconcile_sandbox
 from sandboxes.backends.local import marked_processes
 from sandboxes.models import Sandbox
-from sandboxes.tasks import reconcile_sandbox
 
 
 def step_until(task, model, pk, status):
@@ -71,7 +70,7 @@ def test_the_history_of_create_stop_start_delete(api, user_client):
 
 @pytest.mark.django_db(transaction=True)
 def test_the_history_page_shows_why(user, user_client, api, monkeypatch):
-    from fullstackagent.errors import PermanentError
+    from fullstackagent.backends import PermanentError
     from sandboxes.backends.local import LocalSandboxBackend
 
     project_id = api.post("/api/projects", {"name": "Why Error"}, format="json").json()["id"]

@@ -11,14 +11,13 @@ from psycopg import sql
 
 from databases.backends.local import local_identifier
 from databases.models import Database
-from databases.tasks import reconcile_database
 from fullstackagent.status import ProjectStatus, ResourceStatus
 from projects import services
 from projects.models import Project
+from projects.tasks import reconcile_database, reconcile_sandbox
 from sandboxes.backends import get_sandbox_backend
 from sandboxes.models import Sandbox
 from sandboxes.reconcile import build_spec
-from sandboxes.tasks import reconcile_sandbox
 
 
 def converge(database_pk, steps=4) -> Database:

@@ -107,10 +107,10 @@ def test_platform_services_share_the_platform_image(compose):
 def test_web_worker_and_beat_commands(compose):
     services = compose["services"]
 
-    # One daphne per CPU (WEB_PROCESSES) on port 8000 (fullstackagent.serve; it also turns off
+    # One daphne per CPU (WEB_PROCESSES) on port 8000 (fullstackagent.server.serve; it also turns off
     # daphne's websocket timeout, so terminals stay open as long as the user keeps them).
     assert services["web"]["command"] == [
-        "python", "-m", "fullstackagent.serve", "--host", "0.0.0.0", "--port", "8000",
+        "python", "-m", "fullstackagent.server.serve", "--host", "0.0.0.0", "--port", "8000",
     ]
     assert services["worker"]["command"][:6] == ["python", "-m", "celery", "-A", "fullstackagent", "worker"]
     assert services["beat"]["command"][:6] == ["python", "-m", "celery", "-A", "fullstackagent", "beat"]

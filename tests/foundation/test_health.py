@@ -9,10 +9,10 @@ import pytest
 from django.core.cache import cache
 from django.test import override_settings
 
-from fullstackagent import embedded
-from fullstackagent.health import probe_host
-from fullstackagent.tasks import SCHEDULER_HEARTBEAT_KEY, scan_resources
+from fullstackagent.devtools import embedded
+from fullstackagent.health import SCHEDULER_HEARTBEAT_KEY, probe_host
 from fullstackagent.testing.processes import PROJECT_ROOT, platform_process_environment
+from projects.tasks import scan_resources
 
 
 def test_healthy_platform_answers_ok(client, db):
@@ -77,7 +77,7 @@ def production_daphne(production_env, tmp_path):
     environment = production_env()
     log = open(tmp_path / "daphne.log", "w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "fullstackagent.serve", "--host", "127.0.0.1", "--port", str(port), "--processes", "2"],
+        [sys.executable, "-m", "fullstackagent.server.serve", "--host", "127.0.0.1", "--port", str(port), "--processes", "2"],
         cwd=PROJECT_ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 30

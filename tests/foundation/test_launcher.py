@@ -1,4 +1,4 @@
-"""`make run` (python -m fullstackagent.launcher) keeps the platform up: a killed worker, beat or
+"""`make run` (python -m fullstackagent.devtools.launcher) keeps the platform up: a killed worker, beat or
 web server is restarted while the rest, the users' sandboxes included, keep running; a process
 that keeps failing makes the launcher stop everything and exit non-zero with a message."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fullstackagent import embedded
+from fullstackagent.devtools import embedded
 from fullstackagent.status import ProjectStatus
 from fullstackagent.testing.processes import PROJECT_ROOT, platform_process_environment, wait_for
 from projects import services
@@ -19,7 +19,7 @@ from projects.models import Project
 from sandboxes.backends.local import marked_processes
 from sandboxes.models import Sandbox
 
-LAUNCHER = [sys.executable, "-m", "fullstackagent.launcher"]
+LAUNCHER = [sys.executable, "-m", "fullstackagent.devtools.launcher"]
 
 
 def _children(pid: int) -> dict[str, int]:
@@ -36,7 +36,7 @@ def _children(pid: int) -> dict[str, int]:
         fields = stat[stat.rindex(")") + 2:].split()
         if fields[1] != str(pid) or fields[0] == "Z":
             continue
-        role = "web" if "fullstackagent.serve" in command else "worker" if "worker" in command else "beat" if "beat" in command else None
+        role = "web" if "fullstackagent.server.serve" in command else "worker" if "worker" in command else "beat" if "beat" in command else None
         if role:
             found[role] = int(entry.name)
     return found

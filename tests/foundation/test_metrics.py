@@ -12,11 +12,11 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from databases.models import Database
-from databases.tasks import reconcile_database
 from fullstackagent import metrics
 from fullstackagent.testing.processes import PlatformServer, wait_for
 from projects import services
 from projects.models import ResourceEvent
+from projects.tasks import reconcile_database
 from sandboxes.models import Sandbox
 from tests.conftest import _wait_for_other_connections_to_close
 

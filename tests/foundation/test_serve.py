@@ -1,4 +1,4 @@
-"""python -m fullstackagent.serve: several daphne processes on one port, stopped together.
+"""python -m fullstackagent.server.serve: several daphne processes on one port, stopped together.
 
 Each test runs the real command against this run's test database and Redis, and looks at its
 processes and sockets through /proc (Linux, like the SO_REUSEPORT the command relies on).
@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from fullstackagent import embedded
+from fullstackagent.devtools import embedded
 from fullstackagent.testing.processes import PROJECT_ROOT, platform_process_environment
 
-SERVE = [sys.executable, "-m", "fullstackagent.serve"]
+SERVE = [sys.executable, "-m", "fullstackagent.server.serve"]
 
 
 class Serve:
-    """One `python -m fullstackagent.serve --processes 2` on a free port, its output in a log file."""
+    """One `python -m fullstackagent.server.serve --processes 2` on a free port, its output in a log file."""
 
     def __init__(self, log_path: Path, daphne_args=(), **environment):
         self.port = embedded.free_port()
@@ -46,14 +46,14 @@ class Serve:
         deadline = time.monotonic() + 30
         while not (self.output().count("Listening on TCP address") == 2 and healthz(self.port)[0] == 200):
             if self.process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"fullstackagent.serve did not start:\n{self.output()[-4000:]}")
+                pytest.fail(f"fullstackagent.server.serve did not start:\n{self.output()[-4000:]}")
             time.sleep(0.1)
 
     def wait_for_exit(self, timeout: float) -> int:
         try:
             return self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"fullstackagent.serve still running after {timeout}s:\n{self.output()[-4000:]}")
+            pytest.fail(f"fullstackagent.server.serve still running after {timeout}s:\n{self.output()[-4000:]}")
 
     def end(self) -> None:
         if self.process.poll() is None:
@@ -64,7 +64,7 @@ class Serve:
 
 @pytest.fixture
 def serve(db, tmp_path):
-    """A started (and serving) fullstackagent.serve with two daphnes; ended after the test."""
+    """A started (and serving) fullstackagent.server.serve with two daphnes; ended after the test."""
     own_backends = database_backends()  # this process's (its connection pool's)
     server = Serve(tmp_path / "serve.log")
     try:
@@ -258,8 +258,8 @@ def test_a_requested_stop_ends_every_daphne_and_exits_0(serve, stop_signal):
 @pytest.mark.parametrize(
     "value, message",
     [
-        ("0", "fullstackagent.serve: WEB_PROCESSES=0 is below the minimum 1"),
-        ("abc", "fullstackagent.serve: WEB_PROCESSES='abc' is not an integer"),
+        ("0", "fullstackagent.server.serve: WEB_PROCESSES=0 is below the minimum 1"),
+        ("abc", "fullstackagent.server.serve: WEB_PROCESSES='abc' is not an integer"),
     ],
 )
 def test_a_bad_web_processes_stops_with_a_message_naming_it(value, message):
@@ -291,4 +291,4 @@ def test_processes_below_one_is_a_usage_error():
     )
 
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == "python -m fullstackagent.serve: error: --processes must be at least 1"
+    assert result.stderr.strip().splitlines()[-1] == "python -m fullstackagent.server.serve: error: --processes must be at least 1"

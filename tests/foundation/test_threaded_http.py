@@ -166,7 +166,7 @@ def test_environ_of_a_minimal_scope_uses_defaults():
 def test_healthz_is_answered_whole_from_the_loop(app, db):
     from django.core.cache import cache
 
-    from fullstackagent.tasks import SCHEDULER_HEARTBEAT_KEY
+    from fullstackagent.health import SCHEDULER_HEARTBEAT_KEY
 
     cache.set(SCHEDULER_HEARTBEAT_KEY, time.time(), timeout=None)  # a scan just ran
     status, headers, body = whole_response(request(app, "GET", "/healthz"))

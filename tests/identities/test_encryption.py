@@ -11,7 +11,7 @@ from django.db import connection
 from django.test import override_settings
 
 from databases.models import Database
-from identities.encryption import PREFIX, SecretDecryptionError, encrypt
+from fullstackagent.encryption import PREFIX, SecretDecryptionError, encrypt
 from identities.models import IdentityProvider, UserConfig, UserIdentity
 from projects.models import Environment, EnvironmentCategory, Project
 

@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.sessions.models import Session
 from django.db import connection
 
-from identities.encryption import PREFIX
+from fullstackagent.encryption import PREFIX
 from identities.models import IdentityProvider, UserIdentity
 from identities.testing import FakeGitHub, GitHubAccount
 

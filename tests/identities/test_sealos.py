@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 
 from aiproxy.testing import FakeKeyHub
-from identities.encryption import PREFIX
+from fullstackagent.encryption import PREFIX
 from identities.models import ConfigKey, IdentityProvider, UserConfig, UserIdentity
 from identities.services import user_config_map
 

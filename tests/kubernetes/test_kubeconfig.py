@@ -1,14 +1,13 @@
-"""identities.kubeconfig: what the settings page calls when a kubeconfig is saved, and the
+"""fullstackagent.kubernetes.kubeconfig: what the settings page calls when a kubeconfig is saved, and the
 per-user client cache built on it."""
 
 import socket
 
 import pytest
 
-from fullstackagent.errors import PermanentError
-from identities.kubeconfig import KubeconfigError, parse_kubeconfig, validate_kubeconfig
-from sandboxes.backends.base import Owner
-from sandboxes.kubernetes.client import ClientCache
+from fullstackagent.backends import Owner, PermanentError
+from fullstackagent.kubernetes.client import ClientCache
+from fullstackagent.kubernetes.kubeconfig import KubeconfigError, parse_kubeconfig, validate_kubeconfig
 
 
 def closed_port() -> int:
@@ -139,7 +138,7 @@ def test_client_cache_is_keyed_by_user_and_kubeconfig_bounded_and_expires(fake_k
     assert len(cache) == 2  # the least recently used entry (user 1's first) went
     assert cache.get(Owner(1, fake_kubernetes.kubeconfig())) is not first
 
-    import sandboxes.kubernetes.client as client_module
+    import fullstackagent.kubernetes.client as client_module
 
     now = client_module.time.monotonic()
     again = cache.get(Owner(2, fake_kubernetes.kubeconfig()))

@@ -11,11 +11,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from fullstackagent.errors import PermanentError
-from identities import kubeconfig as kubeconfig_module
-from identities.kubeconfig import parse_kubeconfig, validate_kubeconfig
-from sandboxes.backends.base import Owner
-from sandboxes.kubernetes.client import ClientCache
+from fullstackagent.backends import Owner, PermanentError
+from fullstackagent.kubernetes import kubeconfig as kubeconfig_module
+from fullstackagent.kubernetes.client import ClientCache
+from fullstackagent.kubernetes.kubeconfig import parse_kubeconfig, validate_kubeconfig
 
 
 def kubeconfig_for(server: str) -> str:

@@ -2,12 +2,11 @@
 401, 403 and a bad kubeconfig end in ERROR with a message that says what to fix."""
 
 from databases.models import Database
-from databases.tasks import reconcile_database
 from fullstackagent.status import ResourceStatus
 from identities.models import ConfigKey, UserConfig
 from projects import services
+from projects.tasks import reconcile_database, reconcile_sandbox
 from sandboxes.models import Sandbox
-from sandboxes.tasks import reconcile_sandbox
 from tests.kubernetes.conftest import CLUSTERS, SECRETS, STATEFULSETS
 
 

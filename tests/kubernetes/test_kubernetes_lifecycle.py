@@ -4,13 +4,12 @@ against the stateful fake API server (the test plays the StatefulSet controller 
 import base64
 
 from databases.models import Database
-from databases.tasks import reconcile_database
 from fullstackagent.status import ProjectStatus, ResourceStatus
 from projects import services
 from projects.models import Project
+from projects.tasks import reconcile_database, reconcile_sandbox
 from sandboxes.models import Sandbox
 from sandboxes.reconcile import build_spec
-from sandboxes.tasks import reconcile_sandbox
 from tests.kubernetes.conftest import (
     CLAIMS,
     CLUSTERS,

@@ -9,8 +9,10 @@ from jsonschema.validators import Draft202012Validator
 from referencing import Registry, Resource
 from kubernetes_validate.utils import major_minor, schema_contents
 
+from databases import manifests as database_manifests
 from databases.backends.base import DatabasePhase
 from databases.backends.kubernetes import cluster_phase, connection_url
+from fullstackagent.kubernetes import objects as kubernetes_objects
 from projects import services
 from projects.naming import k8s_project_name, resource_name
 from sandboxes.backends.base import SandboxPhase
@@ -84,7 +86,7 @@ def test_schema_validation_is_not_vacuous():
 def test_names_and_label_values_are_valid_for_every_project_name(project_name):
     k8s_name = k8s_project_name(project_name)
     name = resource_name(k8s_name)
-    for label in (manifests.sandbox_labels(name, k8s_name) | manifests.database_labels(name, k8s_name)).values():
+    for label in (manifests.sandbox_labels(name, k8s_name) | database_manifests.database_labels(name, k8s_name)).values():
         assert LABEL_VALUE.match(label) and len(label) <= 63
     # Object names: DNS labels; a StatefulSet's pods get `controller-revision-hash: <name>-<10>`,
     # which must stay a valid label value, so the StatefulSet name has at most 52 characters.
@@ -96,16 +98,16 @@ def test_names_and_label_values_are_valid_for_every_project_name(project_name):
         manifests.app_ingress_name(name),
         manifests.terminal_ingress_name(name),
         manifests.home_claim_name(name),
-        manifests.credentials_secret_name(name),
-        f"{name}-{manifests.POSTGRES_COMPONENT}",
+        database_manifests.credentials_secret_name(name),
+        f"{name}-{database_manifests.POSTGRES_COMPONENT}",
     ):
         assert DNS_LABEL.match(derived) and len(derived) <= 63, derived
 
 
 def test_label_value_cleans_anything():
-    assert manifests.label_value("-bad name!-") == "badname"
-    assert manifests.label_value("a" * 80) == "a" * 63
-    assert manifests.label_value("") == ""
+    assert kubernetes_objects.label_value("-bad name!-") == "badname"
+    assert kubernetes_objects.label_value("a" * 80) == "a" * 63
+    assert kubernetes_objects.label_value("") == ""
 
 
 def test_host_labels_are_random_dns_labels():

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from fullstackagent.errors import PermanentError
+from fullstackagent.backends import PermanentError
 from fullstackagent.testing.ttyd import run_command
 from projects import services
 from sandboxes.backends.base import Owner, SandboxSpec, TerminalUpstream

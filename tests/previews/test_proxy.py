@@ -19,7 +19,7 @@ import requests
 from aiohttp import web
 from django.utils import timezone
 
-from fullstackagent import embedded
+from fullstackagent.devtools import embedded
 from fullstackagent.status import ResourceStatus
 from fullstackagent.testing.processes import wait_for
 from projects import services

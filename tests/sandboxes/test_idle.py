@@ -14,17 +14,16 @@ from django.test import Client
 from django.utils import timezone
 
 from databases.models import Database
-from databases.tasks import reconcile_database
 from fullstackagent.status import ProjectStatus, ResourceStatus, TransitionCause
 from identities.models import UserQuota
 from projects import services
 from projects.models import Project, ResourceEvent
+from projects.tasks import reconcile_database, reconcile_sandbox
 from sandboxes import activity
 from sandboxes.backends import get_sandbox_backend
 from sandboxes.backends.local import marked_processes
 from sandboxes.models import Sandbox
 from sandboxes.reconcile import build_spec
-from sandboxes.tasks import reconcile_sandbox
 from tests.sandboxes.test_reconcile_semantics import running_project, step_until
 from tests.terminal.conftest import PROMPT, read_until, run, session_cookie, shell, terminal_communicator
 

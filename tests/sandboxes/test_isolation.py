@@ -14,8 +14,8 @@ from django.db import connection
 from django.test import Client
 
 from databases.models import Database
-from fullstackagent import embedded
-from fullstackagent.errors import PermanentError
+from fullstackagent.backends import PermanentError
+from fullstackagent.devtools import embedded
 from fullstackagent.testing.processes import wait_for
 from projects import services
 from sandboxes.backends import get_sandbox_backend, isolation

@@ -11,10 +11,10 @@ from databases.models import Database
 from fullstackagent.status import ResourceStatus
 from projects import services
 from projects.models import Project
+from projects.tasks import reconcile_sandbox
 from sandboxes.backends import get_sandbox_backend
 from sandboxes.models import Sandbox
 from sandboxes.reconcile import build_spec
-from sandboxes.tasks import reconcile_sandbox
 from tests.terminal.conftest import PROMPT, read_until, run, session_cookie, terminal_communicator
 
 

@@ -11,19 +11,18 @@ from django.conf import settings
 from django.utils import timezone
 
 from databases.models import Database
-from fullstackagent.errors import PermanentError, RetryableError
+from fullstackagent.backends import PermanentError, RetryableError
 from fullstackagent.reconcile import claim
 from fullstackagent.status import ProjectStatus, ResourceStatus
 from fullstackagent.testing.processes import wait_for
 from fullstackagent.testing.ttyd import open_session, run_command
 from projects import services
 from projects.models import Project
+from projects.tasks import reconcile_database, reconcile_sandbox
 from sandboxes.backends import get_sandbox_backend, isolation
 from sandboxes.backends.local import LocalSandboxBackend, marked_processes
 from sandboxes.models import Sandbox
 from sandboxes.reconcile import build_spec
-from sandboxes.tasks import reconcile_sandbox
-from databases.tasks import reconcile_database
 
 
 def _ttyd_processes(sandbox_name):

@@ -15,18 +15,17 @@ from django.urls import reverse
 from django.utils import timezone
 
 from databases.models import Database
-from databases.tasks import reconcile_database
-from fullstackagent.errors import PermanentError
+from fullstackagent.backends import PermanentError
 from fullstackagent.reconcile import claim
 from fullstackagent.status import ResourceStatus
 from fullstackagent.testing.processes import database_url_for_tests, wait_for
 from projects import services
 from projects.models import Environment, Project, ResourceEvent
+from projects.tasks import reconcile_database, reconcile_sandbox
 from sandboxes.backends import get_sandbox_backend, isolation
 from sandboxes.backends.local import LocalSandboxBackend, marked_processes
 from sandboxes.models import Sandbox
 from sandboxes.reconcile import build_spec
-from sandboxes.tasks import reconcile_sandbox
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -9,8 +9,8 @@ from django.utils import timezone
 from databases.models import Database
 from fullstackagent.reconcile import claim_due_ids
 from fullstackagent.status import ResourceStatus
-from fullstackagent.tasks import scan_resources
 from projects.models import Project
+from projects.tasks import scan_resources
 from sandboxes.models import Sandbox
 
 

@@ -1,4 +1,4 @@
-"""Uploads dropped onto the terminal (sandboxes.views.terminal_upload): chunked, resumable, landing in
+"""Uploads dropped onto the terminal (projects.terminal_views.terminal_upload): chunked, resumable, landing in
 the shell's current directory, refusing any path that leaves the workspace with nothing written."""
 
 import io
@@ -7,7 +7,7 @@ from urllib.parse import quote
 import pytest
 from django.test import Client
 
-from fullstackagent.errors import PermanentError
+from fullstackagent.backends import PermanentError
 from fullstackagent.status import ResourceStatus
 from sandboxes import terminal
 from sandboxes.backends import get_sandbox_backend
@@ -230,7 +230,7 @@ def test_the_periodic_clean_up_removes_abandoned_uploads_only(running_project, o
     import os
     import time
 
-    from sandboxes import tasks
+    from projects import tasks
 
     for n in range(3):
         start_upload(owner_client, running_project, f"upload-{n}-xyz")
@@ -243,4 +243,4 @@ def test_the_periodic_clean_up_removes_abandoned_uploads_only(running_project, o
     assert removed == 1
     assert staged_ids(running_project) == ["upload-1-xyz", "upload-2-xyz"]
     assert start_upload(owner_client, running_project, "upload-3-xyz").status_code == 200
-    assert settings.CELERY_BEAT_SCHEDULE["remove-stale-uploads"]["task"] == "sandboxes.tasks.remove_stale_uploads"
+    assert settings.CELERY_BEAT_SCHEDULE["remove-stale-uploads"]["task"] == "projects.tasks.remove_stale_uploads"

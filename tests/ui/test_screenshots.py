@@ -48,7 +48,7 @@ def test_every_page_fits_the_screen_without_script_errors(signed_in_page, showca
 
     errors = list(page.console_errors)
 
-    # The terminal page is the terminal's own (sandboxes.views; its sandbox here is not real, so it
+    # The terminal page is the terminal's own (projects.terminal_views; its sandbox here is not real, so it
     # keeps reconnecting): photographed for review, not judged by this test.
     page.goto(f"/projects/{showcase['blog'].pk}/terminal/")
     page.wait_for_timeout(500)

@@ -16,7 +16,7 @@ from django.db import transaction
 from django.db.models import TextField, Value
 from django.db.models.functions import Cast
 
-from identities.encryption import PREFIX, EncryptedJSONField, EncryptedTextField, SecretDecryptionError, rotate
+from fullstackagent.encryption import PREFIX, EncryptedJSONField, EncryptedTextField, SecretDecryptionError, rotate
 
 ENCRYPTED_FIELD_TYPES = (EncryptedTextField, EncryptedJSONField)
 # How many failing rows the final error lists by name; the count always covers all of them.

@@ -1,5 +1,6 @@
 """The terminal page, its status endpoint and uploads. Views validate and answer; the work is in
-sandboxes.terminal. No response here carries the terminal token or the upstream address."""
+sandboxes.terminal (the page wakes an idle-stopped project, which is the orchestrator's, so the
+views live here). No response here carries the terminal token or the upstream address."""
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required

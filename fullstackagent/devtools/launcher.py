@@ -1,10 +1,10 @@
 """`make run`: the whole platform on this machine, on its embedded defaults.
 
 Starts the embedded PostgreSQL and Redis (unless DATABASE_URL / REDIS_URL are set), migrates,
-then runs the web server (fullstackagent.serve: daphne processes for HTTP and websockets), a
+then runs the web server (fullstackagent.server.serve: daphne processes for HTTP and websockets), a
 Celery worker and Celery beat as child processes, each in its own process group. A child that
 exits is restarted with a backoff while the others, and the users' sandboxes, keep running
-(fullstackagent.supervise); one that keeps failing makes the launcher stop everything and exit 1.
+(fullstackagent.server.supervise); one that keeps failing makes the launcher stop everything and exit 1.
 Ctrl-C (or SIGTERM) stops all of them, the local sandboxes' terminal processes and the embedded
 servers, leaving no process behind, and exits 0; the data stays under the state folder and the
 next run picks it up (running sandboxes are restarted by the reconcilers).
@@ -17,7 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fullstackagent import embedded, supervise
+from fullstackagent.devtools import embedded
+from fullstackagent.server import supervise
 
 
 def _spawn(command: list[str], environment: dict) -> subprocess.Popen:
@@ -26,7 +27,7 @@ def _spawn(command: list[str], environment: dict) -> subprocess.Popen:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m fullstackagent.launcher",
+        prog="python -m fullstackagent.devtools.launcher",
         description="Run FullstackAgent on this machine: embedded PostgreSQL and Redis (unless DATABASE_URL / "
         "REDIS_URL are set), migrations, the web server (daphne), a Celery worker and beat. Ctrl-C stops everything.",
     )
@@ -54,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         return supervise.Child(name, lambda: _spawn(command, environment))
 
     children = [
-        # One daphne per CPU on one port (WEB_PROCESSES; fullstackagent.serve).
-        program("web server", [python, "-m", "fullstackagent.serve", "--host", args.host, "--port", str(args.port)]),
+        # One daphne per CPU on one port (WEB_PROCESSES; fullstackagent.server.serve).
+        program("web server", [python, "-m", "fullstackagent.server.serve", "--host", args.host, "--port", str(args.port)]),
         program("celery worker", [python, "-m", "celery", "-A", "fullstackagent", "worker", "--pool", "threads",
                                   "--concurrency", "8", "--loglevel", "INFO", "--without-gossip", "--without-mingle"]),
         program("celery beat", [python, "-m", "celery", "-A", "fullstackagent", "beat", "--loglevel", "INFO",

@@ -8,11 +8,11 @@ memory between the processes: sessions, rate limits and uploads live in PostgreS
 state folder, and a terminal websocket stays on the process that accepted it.
 
 If one daphne exits, it is started again on a new socket of the same port after a backoff, while
-the others keep serving (fullstackagent.supervise); one that keeps failing makes this stop the
+the others keep serving (fullstackagent.server.supervise); one that keeps failing makes this stop the
 others and exit 1 (a supervisor, compose or Kubernetes restarts the whole). SIGTERM and SIGINT are
 passed on; daphne closes its connections.
 
-    python -m fullstackagent.serve --host 0.0.0.0 --port 8000 --processes 4
+    python -m fullstackagent.server.serve --host 0.0.0.0 --port 8000 --processes 4
 """
 
 import argparse
@@ -23,7 +23,7 @@ import socket
 import subprocess
 import sys
 
-from fullstackagent import supervise
+from fullstackagent.server import supervise
 
 APPLICATION = "fullstackagent.asgi:application"
 PR_SET_PDEATHSIG = 1  # prctl(2)
@@ -38,7 +38,7 @@ def default_processes() -> int:
     try:
         return env_int("WEB_PROCESSES", os.cpu_count() or 1, minimum=1)
     except ImproperlyConfigured as error:
-        raise SystemExit(f"fullstackagent.serve: {error}") from None
+        raise SystemExit(f"fullstackagent.server.serve: {error}") from None
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -69,7 +69,7 @@ def daphne_command(fd: int, extra: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m fullstackagent.serve",
+        prog="python -m fullstackagent.server.serve",
         description="Serve FullstackAgent's HTTP and websockets with several daphne processes on one port.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")

@@ -20,11 +20,10 @@ from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 from kubernetes.stream import stream
 
-from fullstackagent.errors import PermanentError, RetryableError
-from identities.kubeconfig import Kubeconfig, KubeconfigError, new_api_client, parse_kubeconfig
-from sandboxes.backends.base import Owner
-from sandboxes.kubernetes.errors import kubernetes_call
-from sandboxes.kubernetes.manifests import contains
+from fullstackagent.backends import Owner, PermanentError, RetryableError
+from fullstackagent.kubernetes.errors import kubernetes_call
+from fullstackagent.kubernetes.kubeconfig import Kubeconfig, KubeconfigError, new_api_client, parse_kubeconfig
+from fullstackagent.kubernetes.objects import contains
 
 # A few hundred active users per worker process is plenty; a client holds a small connection pool.
 CACHE_SIZE = 256
@@ -68,7 +67,7 @@ JSON_PATCH = "application/json-patch+json"
 
 class ClusterAccess:
     """One user's client and namespace. Every method raises RetryableError/PermanentError
-    (sandboxes.kubernetes.errors) except for the outcomes it names as answers."""
+    (fullstackagent.kubernetes.errors) except for the outcomes it names as answers."""
 
     def __init__(self, kubeconfig: Kubeconfig, api_client: k8s.ApiClient):
         self.kubeconfig = kubeconfig

@@ -1,4 +1,4 @@
-"""How a Kubernetes API failure becomes a RetryableError or a PermanentError (STYLE.md habit 5).
+"""How a Kubernetes API failure becomes a RetryableError or a PermanentError.
 
 The message is what the user reads as the resource's last error: it says what failed and what to
 do, names the namespace and the object kind, and never includes a credential or a request body.
@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import urllib3
 from kubernetes.client.rest import ApiException
 
-from fullstackagent.errors import PermanentError, RetryableError
+from fullstackagent.backends import PermanentError, RetryableError
 
 
 def api_message(error: ApiException) -> str:

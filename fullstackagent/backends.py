@@ -1,4 +1,16 @@
-"""Errors backends raise; the reconcile driver decides from the class what happens next."""
+"""What the sandbox and database backends share: the user a call acts for, and the errors they
+raise (the reconcile driver decides from the class what happens next)."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The user a backend call acts for."""
+
+    user_id: int
+    # The user's kubeconfig (UserConfig KUBECONFIG), decrypted; None when the user has none.
+    kubeconfig: str | None = None
 
 
 class BackendError(Exception):

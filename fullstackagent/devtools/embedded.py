@@ -6,7 +6,7 @@ the state folder. Both listen on 127.0.0.1 only. PostgreSQL requires passwords (
 login, the superuser's included, because the local sandbox backend gives per-project roles to shells
 running on this same machine.
 
-Usage: ``python -m fullstackagent.embedded up|down|status|url`` (``make run`` and ``make test`` call it).
+Usage: ``python -m fullstackagent.devtools.embedded up|down|status|url`` (``make run`` and ``make test`` call it).
 """
 
 import argparse
@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 POSTGRES_SYSTEM_USER = "fullstackagent-pg"
 SUPERUSER = "postgres"
 PLATFORM_DATABASE = "fullstackagent"
@@ -353,7 +353,7 @@ def ensure_services() -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m fullstackagent.embedded",
+        prog="python -m fullstackagent.devtools.embedded",
         description="Start, stop or show the embedded PostgreSQL and Redis kept under the state folder "
         "(STATE_DIR, default ./.state). Services already configured by DATABASE_URL / REDIS_URL are left alone.",
     )
