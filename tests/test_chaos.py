@@ -7,7 +7,6 @@ with exactly one terminal, one database and one role, and the worker never exite
 Redis is a private server of this test; PostgreSQL is reached through a TCP proxy whose cut is
 what clients see when the server dies (the suite's server itself stays up for everyone else)."""
 
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -21,19 +20,8 @@ from fullstackagent.testing.faults import PrivateRedis, TcpProxy
 from fullstackagent.testing.processes import database_url_for_tests, wait_for
 from projects import services
 from projects.models import Project
-from sandboxes.backends.local import marked_processes
+from sandboxes.backends.local import ttyd_processes
 from sandboxes.models import Sandbox
-
-
-def _ttyd_processes(sandbox_name):
-    found = []
-    for pid in marked_processes(sandbox_name):
-        try:
-            if Path(f"/proc/{pid}/exe").resolve().name.startswith("ttyd"):
-                found.append(pid)
-        except FileNotFoundError:
-            continue
-    return found
 
 
 @pytest.fixture
@@ -116,7 +104,7 @@ def test_projects_converge_through_redis_postgres_and_worker_failures(chaos, sta
         # shows RUNNING until the next drift check restarts it: convergence includes the processes.
         current = dict(Project.objects.filter(pk__in=desired).values_list("pk", "status"))
         return current == desired and all(
-            len(_ttyd_processes(Sandbox.objects.get(project=project).name)) == terminals_expected(project)
+            len(ttyd_processes(Sandbox.objects.get(project=project).name)) == terminals_expected(project)
             for project in projects
         )
 
@@ -125,7 +113,7 @@ def test_projects_converge_through_redis_postgres_and_worker_failures(chaos, sta
     except pytest.fail.Exception:
         # What did not converge, for whoever reads the failure.
         state = [
-            (s.project_id, s.status, s.last_error[:120], len(_ttyd_processes(s.name)), s.next_check_at, s.locked_until)
+            (s.project_id, s.status, s.last_error[:120], len(ttyd_processes(s.name)), s.next_check_at, s.locked_until)
             for s in Sandbox.objects.filter(project__in=projects).order_by("project_id")
         ]
         state += list(Database.objects.filter(project__in=projects).values_list("project_id", "status", "last_error"))

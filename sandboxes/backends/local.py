@@ -165,6 +165,18 @@ def marked_processes(mark: str) -> list[int]:
     return pids
 
 
+def ttyd_processes(mark: str) -> list[int]:
+    """Pids of the live ttyd processes among the sandbox's marked ones."""
+    found = []
+    for pid in marked_processes(mark):
+        try:
+            if Path(f"/proc/{pid}/exe").resolve().name.startswith("ttyd"):
+                found.append(pid)
+        except FileNotFoundError:
+            continue
+    return found
+
+
 class LocalSandboxBackend:
     poll_interval = 0.2
 

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,8 +15,9 @@ from fullstackagent.status import ProjectStatus
 from fullstackagent.testing.processes import PROJECT_ROOT, platform_process_environment, wait_for
 from projects import services
 from projects.models import Project
-from sandboxes.backends.local import marked_processes
+from sandboxes.backends.local import ttyd_processes
 from sandboxes.models import Sandbox
+from tests.conftest import _wait_for_other_connections_to_close
 
 LAUNCHER = [sys.executable, "-m", "fullstackagent.devtools.launcher"]
 
@@ -39,17 +39,6 @@ def _children(pid: int) -> dict[str, int]:
         role = "web" if "fullstackagent.server.serve" in command else "worker" if "worker" in command else "beat" if "beat" in command else None
         if role:
             found[role] = int(entry.name)
-    return found
-
-
-def _ttyd_processes(sandbox_name):
-    found = []
-    for pid in marked_processes(sandbox_name):
-        try:
-            if Path(f"/proc/{pid}/exe").resolve().name.startswith("ttyd"):
-                found.append(pid)
-        except FileNotFoundError:
-            continue
     return found
 
 
@@ -86,25 +75,6 @@ class Launcher:
         self.log.close()
 
 
-def _wait_for_backends_to_end(timeout: float = 10.0) -> None:
-    """The launcher's processes' PostgreSQL backends end a moment after them; the test database
-    cannot be flushed while they linger."""
-    from django.db import connection
-
-    connection.close()
-    if connection.pool:
-        connection.close_pool()
-    deadline = time.monotonic() + timeout
-    with connection.cursor() as cursor:
-        while time.monotonic() < deadline:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-            if cursor.fetchone()[0] == 0:
-                return
-            time.sleep(0.05)
-
-
 @pytest.fixture
 def launcher(transactional_db, tmp_path):
     started = []
@@ -117,7 +87,7 @@ def launcher(transactional_db, tmp_path):
     for process in started:
         process.end()
         print(f"--- launcher log ---\n{process.output()[-6000:]}")
-    _wait_for_backends_to_end()
+    _wait_for_other_connections_to_close()
 
 
 def _healthy(port: int) -> bool:
@@ -141,7 +111,7 @@ def test_killed_worker_beat_and_web_server_are_restarted_and_sandboxes_keep_runn
     wait_for(lambda: Project.objects.get(pk=project.pk).status == ProjectStatus.RUNNING, timeout=30,
              message="the project to run")
     sandbox = Sandbox.objects.get(project=project)
-    terminal = _ttyd_processes(sandbox.name)
+    terminal = ttyd_processes(sandbox.name)
     assert len(terminal) == 1
 
     for role in ("worker", "beat", "web"):
@@ -158,7 +128,7 @@ def test_killed_worker_beat_and_web_server_are_restarted_and_sandboxes_keep_runn
         assert {name: pid for name, pid in after.items() if name != role} == {
             name: pid for name, pid in before.items() if name != role
         }
-        assert _ttyd_processes(sandbox.name) == terminal
+        assert ttyd_processes(sandbox.name) == terminal
     wait_for(lambda: _healthy(platform.port), timeout=30, message="the restarted web server to serve")
     assert "celery worker (pid" in platform.output() and "exited with signal 9; restarting it in 0.2 s" in platform.output()
 

@@ -20,21 +20,9 @@ from projects import services
 from projects.models import Project
 from projects.tasks import reconcile_database, reconcile_sandbox
 from sandboxes.backends import get_sandbox_backend, isolation
-from sandboxes.backends.local import LocalSandboxBackend, marked_processes
+from sandboxes.backends.local import LocalSandboxBackend, marked_processes, ttyd_processes
 from sandboxes.models import Sandbox
 from sandboxes.reconcile import build_spec
-
-
-def _ttyd_processes(sandbox_name):
-    """Live ttyd processes started for this sandbox (the local backend marks them)."""
-    found = []
-    for pid in marked_processes(sandbox_name):
-        try:
-            if Path(f"/proc/{pid}/exe").resolve().name.startswith("ttyd"):
-                found.append(pid)
-        except FileNotFoundError:
-            continue
-    return found
 
 
 def _children(pid):
@@ -68,7 +56,7 @@ def test_two_workers_never_create_anything_twice(start_celery_worker, user, wait
         wait_for_status(project, ProjectStatus.RUNNING)
     for project in projects:
         sandbox = Sandbox.objects.get(project=project)
-        assert len(_ttyd_processes(sandbox.name)) == 1
+        assert len(ttyd_processes(sandbox.name)) == 1
     from databases.backends.local import local_identifier
     import psycopg
 
@@ -90,19 +78,19 @@ def test_worker_killed_mid_step_is_recovered_after_the_lease(start_celery_worker
     # While the lease holds, nobody touches the sandbox (the database proceeds).
     wait_for(lambda: Database.objects.get(project=project).status == ResourceStatus.RUNNING, message="database")
     assert Sandbox.objects.get(pk=sandbox.pk).status == ResourceStatus.CREATING
-    assert _ttyd_processes(sandbox.name) == []
+    assert ttyd_processes(sandbox.name) == []
     # After it, the beat finds the row again and the step is redone.
     wait_for_status(project, ProjectStatus.RUNNING, timeout=20)
-    assert len(_ttyd_processes(sandbox.name)) == 1
+    assert len(ttyd_processes(sandbox.name)) == 1
 
     # The sandbox outlives its worker: after a SIGKILL of the worker, the next worker finds the
     # same process again instead of starting another.
-    pid = _ttyd_processes(sandbox.name)[0]
+    pid = ttyd_processes(sandbox.name)[0]
     worker.kill()
     second = start_celery_worker(name="w2", environment={"RECONCILE_LEASE_SECONDS": 5, "RECONCILE_DRIFT_CHECK_SECONDS": 1})
     checked = Sandbox.objects.get(pk=sandbox.pk).observed_at
     wait_for(lambda: Sandbox.objects.get(pk=sandbox.pk).observed_at > checked, message="a drift check by w2")
-    assert _ttyd_processes(sandbox.name) == [pid]
+    assert ttyd_processes(sandbox.name) == [pid]
     assert Sandbox.objects.get(pk=sandbox.pk).status == ResourceStatus.RUNNING
 
     # A real SIGKILL of the worker while work is queued: another worker converges it.
@@ -117,7 +105,7 @@ def test_terminal_without_the_token_is_refused_before_any_shell(celery_worker, u
     project = services.do_create_project(user, name="Locked Door")
     wait_for_status(project, ProjectStatus.RUNNING)
     upstream = _upstream(project)
-    ttyd_pid = _ttyd_processes(Sandbox.objects.get(project=project).name)[0]
+    ttyd_pid = ttyd_processes(Sandbox.objects.get(project=project).name)[0]
     assert _children(ttyd_pid) == []
 
     async def attempt(token):
@@ -162,14 +150,14 @@ def test_a_sandbox_whose_process_died_is_restarted(start_celery_worker, user, wa
     project = services.do_create_project(user, name="Drift Test")
     wait_for_status(project, ProjectStatus.RUNNING)
     sandbox = Sandbox.objects.get(project=project)
-    old_pid = _ttyd_processes(sandbox.name)[0]
+    old_pid = ttyd_processes(sandbox.name)[0]
     # The whole sandbox dies (its init killed, as the kernel's OOM killer or a crash would); a ttyd
     # that dies alone is started again inside (tests/sandboxes/test_terminal_survival.py).
     spec = build_spec(sandbox)
     os.kill(isolation.namespace_child(int((get_sandbox_backend().run_dir(spec) / "sandbox.pid").read_text())), signal.SIGKILL)
 
     def restarted():
-        pids = _ttyd_processes(sandbox.name)
+        pids = ttyd_processes(sandbox.name)
         return pids and pids[0] != old_pid and Sandbox.objects.get(pk=sandbox.pk).status == ResourceStatus.RUNNING
 
     wait_for(restarted, timeout=20, message="the sandbox to be restarted")

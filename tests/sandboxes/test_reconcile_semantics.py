@@ -6,7 +6,6 @@ import os
 import signal
 import threading
 from datetime import timedelta
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -23,23 +22,11 @@ from projects import services
 from projects.models import Environment, Project, ResourceEvent
 from projects.tasks import reconcile_database, reconcile_sandbox
 from sandboxes.backends import get_sandbox_backend, isolation
-from sandboxes.backends.local import LocalSandboxBackend, marked_processes
+from sandboxes.backends.local import LocalSandboxBackend, marked_processes, ttyd_processes
 from sandboxes.models import Sandbox
 from sandboxes.reconcile import build_spec
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _ttyd_processes(sandbox_name):
-    """Live ttyd processes started for this sandbox (the local backend marks them)."""
-    found = []
-    for pid in marked_processes(sandbox_name):
-        try:
-            if Path(f"/proc/{pid}/exe").resolve().name.startswith("ttyd"):
-                found.append(pid)
-        except FileNotFoundError:
-            continue
-    return found
 
 
 def step_until(task, model, pk, status, timeout=20.0):
@@ -63,11 +50,11 @@ def running_project(user, name):
 def kill_terminal(sandbox):
     """The sandbox crashes: its init is killed, with everything in it (a ttyd dying alone is started
     again inside the sandbox, see tests/sandboxes/test_terminal_survival.py)."""
-    pids = _ttyd_processes(sandbox.name)
+    pids = ttyd_processes(sandbox.name)
     assert len(pids) == 1
     run_dir = get_sandbox_backend().run_dir(build_spec(Sandbox.objects.get(pk=sandbox.pk)))
     os.kill(isolation.namespace_child(int((run_dir / "sandbox.pid").read_text())), signal.SIGKILL)
-    wait_for(lambda: not _ttyd_processes(sandbox.name), message="the terminal process to end")
+    wait_for(lambda: not ttyd_processes(sandbox.name), message="the terminal process to end")
 
 
 def events_of(resource):
@@ -123,11 +110,11 @@ def test_a_crash_loop_backs_off_then_ends_in_error(user, settings):
     assert "restarting it in 10 s (restart 2 in a row)" in second.last_error
     reconcile_sandbox(sandbox.pk)  # a duplicate message before the delay is over
     assert Sandbox.objects.get(pk=sandbox.pk).status == ResourceStatus.STARTING
-    assert _ttyd_processes(sandbox.name) == []
+    assert ttyd_processes(sandbox.name) == []
     # The delay passes (moved back rather than waited for): the restart happens.
     Sandbox.objects.filter(pk=sandbox.pk).update(last_restart_at=second.last_restart_at - timedelta(seconds=10))
     step_until(reconcile_sandbox, Sandbox, sandbox.pk, ResourceStatus.RUNNING)
-    assert len(_ttyd_processes(sandbox.name)) == 1
+    assert len(ttyd_processes(sandbox.name)) == 1
 
     # Third crash in a row is over the limit (2): ERROR with the reason, no restart.
     kill_terminal(sandbox)
@@ -136,7 +123,7 @@ def test_a_crash_loop_backs_off_then_ends_in_error(user, settings):
         "The sandbox was found stopped while it should run; it was restarted 2 times in a row and keeps "
         "failing (crash loop); start the project to try again."
     )
-    assert _ttyd_processes(sandbox.name) == []
+    assert ttyd_processes(sandbox.name) == []
     assert Project.objects.get(pk=project.pk).status == "ERROR"
     drift = [event for event in events_of(sandbox) if event[2] == "drift"]
     assert drift == [("RUNNING", "STARTING", "drift"), ("RUNNING", "STARTING", "drift"), ("RUNNING", "ERROR", "drift")]
@@ -178,7 +165,7 @@ def test_a_project_can_be_stopped_while_creating_and_started_again(user):
     services.do_start_project(Project.objects.get(pk=project.pk))
     step_until(reconcile_database, Database, database.pk, ResourceStatus.RUNNING)
     running = step_until(reconcile_sandbox, Sandbox, sandbox.pk, ResourceStatus.RUNNING)
-    assert len(_ttyd_processes(sandbox.name)) == 1
+    assert len(ttyd_processes(sandbox.name)) == 1
     assert events_of(sandbox)[:3] == [("", "CREATING", "user"), ("CREATING", "STOPPING", "user"), ("STOPPING", "STOPPED", "reconcile")]
     LocalSandboxBackend().delete(build_spec(running))
 
