@@ -7,7 +7,8 @@ from fullstackagent.models import ReconciledResource
 class Database(ReconciledResource):
     """A project's PostgreSQL database (a KubeBlocks cluster, or a database on the local server)."""
 
-    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="databases")
+    # One per project (``project.database``).
+    project = models.OneToOneField("projects.Project", on_delete=models.CASCADE, related_name="database")
     name = models.CharField(max_length=63, unique=True)
     k8s_namespace = models.CharField(max_length=63, blank=True)
     # postgresql://user:password@host:port/db — encrypted; the sandbox gets it as DATABASE_URL.

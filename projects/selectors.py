@@ -1,15 +1,16 @@
 """Reads of projects for the API and the pages, each in a fixed number of queries.
 
 The projects page and ``GET /api/projects`` run one query whatever the number of projects (the
-projects joined with their sandboxes and databases; pinned by tests/api/test_queries.py), and
+projects joined with their sandbox and database; pinned by tests/api/test_queries.py), and
 never load a database's connection URL (decrypting it per row would cost more than the whole
-query). One project with its resources is three queries.
+query). One project with its resources is one query too.
 """
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from urllib.parse import unquote, urlsplit
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import connection
 from django.http import Http404
 from django.utils import timezone
@@ -23,14 +24,14 @@ from sandboxes.models import Sandbox
 
 # Columns the list and the layout show; ttyd_url and connection_url are deliberately absent.
 # applied_environment_hash: the status bar tells the terminal page when the environment changed.
-_SANDBOX_COLUMNS = ("id", "project_id", "name", "status", "last_error", "public_url", "applied_environment_hash", "updated")
-_DATABASE_COLUMNS = ("id", "project_id", "name", "status", "last_error", "updated")
+_SANDBOX_FIELDS = ("id", "name", "status", "last_error", "public_url", "applied_environment_hash", "updated")
+_DATABASE_FIELDS = ("id", "name", "status", "last_error", "updated")
 
 
 @dataclass(frozen=True)
 class ResourceSummary:
-    """What the pages and the API show of a sandbox or database, read with .values(): building
-    model instances (deferred-field classes, prefetch bookkeeping) cost more than the queries."""
+    """What the project list shows of a sandbox or database, read from project_list's one row per
+    project: building model instances cost more than the query."""
 
     id: int
     project_id: int
@@ -49,14 +50,6 @@ class ResourceSummary:
         return ResourceStatus(self.status).label
 
 
-def _first_by_project(model, columns, project_ids) -> dict[int, ResourceSummary]:
-    """{project id: its first resource}; one query for all the projects."""
-    first = {}
-    for row in model.objects.filter(project_id__in=project_ids).order_by("-pk").values(*columns):
-        first[row["project_id"]] = ResourceSummary(**row)  # ordered by -pk: the lowest pk wins
-    return first
-
-
 def _shown_with(status: str, sandbox, database) -> dict:
     """What a project shows next to its own fields: its sandbox and database, the actions its
     status allows and the app's URL."""
@@ -69,20 +62,29 @@ def _shown_with(status: str, sandbox, database) -> dict:
     }
 
 
-def _annotate(project: Project, sandbox, database) -> Project:
-    for name, value in _shown_with(project.status, sandbox, database).items():
-        setattr(project, name, value)
+def related_or_none(project: Project, name: str):
+    """``project.sandbox`` or ``project.database`` (one-to-one), None when the project has none."""
+    try:
+        return getattr(project, name)
+    except ObjectDoesNotExist:
+        return None
+
+
+def _annotate(project: Project) -> Project:
+    """Sets ``allowed_actions`` and ``public_url`` from the project's sandbox and database (the
+    one-to-one relations, loaded by the caller)."""
+    shown = _shown_with(project.status, related_or_none(project, "sandbox"), related_or_none(project, "database"))
+    project.allowed_actions, project.public_url = shown["allowed_actions"], shown["public_url"]
     return project
 
 
 def _with_resources(projects) -> list:
-    """The projects with ``sandbox``, ``database``, ``allowed_actions`` and ``public_url`` set:
-    three queries whatever their number."""
-    projects = list(projects)
-    ids = [project.pk for project in projects]
-    sandboxes = _first_by_project(Sandbox, _SANDBOX_COLUMNS, ids)
-    databases = _first_by_project(Database, _DATABASE_COLUMNS, ids)
-    return [_annotate(project, sandboxes.get(project.pk), databases.get(project.pk)) for project in projects]
+    """The projects (a queryset) with their sandbox and database joined in, and ``allowed_actions``
+    and ``public_url`` set: one query. The database's connection URL is not loaded (nor decrypted)."""
+    return [
+        _annotate(project)
+        for project in projects.select_related("sandbox", "database").defer("database__connection_url")
+    ]
 
 
 def _day_start(day: date) -> datetime:
@@ -116,17 +118,6 @@ def _columns(model, alias: str, names) -> str:
     return ", ".join(f'{alias}."{model._meta.get_field(name).column}"' for name in names)
 
 
-def _first_resource(model, names) -> str:
-    # A project has one sandbox and one database; should it ever have more, the first (lowest pk)
-    # is the one shown, as everywhere else.
-    return (
-        f'SELECT {_columns(model, "r", names)} FROM "{model._meta.db_table}" r '
-        f'WHERE r."project_id" = p."id" ORDER BY r."id" LIMIT 1'
-    )
-
-
-_SANDBOX_FIELDS = tuple(column for column in _SANDBOX_COLUMNS if column != "project_id")
-_DATABASE_FIELDS = tuple(column for column in _DATABASE_COLUMNS if column != "project_id")
 # Written once from the models' metadata rather than compiled by the ORM on every call: compiling
 # the equivalent queryset cost more than running it (bench/api.py). The filters are appended as
 # parameters by project_list.
@@ -134,8 +125,8 @@ _LIST_SQL = (
     f'SELECT {_columns(Project, "p", _PROJECT_COLUMNS)}, '
     f'{_columns(Sandbox, "s", _SANDBOX_FIELDS)}, {_columns(Database, "d", _DATABASE_FIELDS)} '
     f'FROM "{Project._meta.db_table}" p '
-    f"LEFT JOIN LATERAL ({_first_resource(Sandbox, _SANDBOX_FIELDS)}) s ON TRUE "
-    f"LEFT JOIN LATERAL ({_first_resource(Database, _DATABASE_FIELDS)}) d ON TRUE "
+    f'LEFT JOIN "{Sandbox._meta.db_table}" s ON s."project_id" = p."id" '
+    f'LEFT JOIN "{Database._meta.db_table}" d ON d."project_id" = p."id" '
     f'WHERE p."user_id" = %s AND p."status" <> %s'
 )
 
@@ -199,18 +190,14 @@ def owned_project(user, project_id) -> Project:
 
 
 def just_created(project: Project) -> Project:
-    """The project projects.services.do_create_project returned, annotated like the list's
-    entries from the sandbox and database it carries: no query."""
-    return _annotate(
-        project,
-        ResourceSummary(**{column: getattr(project.sandbox, column) for column in _SANDBOX_COLUMNS}),
-        ResourceSummary(**{column: getattr(project.database, column) for column in _DATABASE_COLUMNS}),
-    )
+    """The project projects.services.do_create_project returned, annotated from the sandbox and
+    database it carries: no query."""
+    return _annotate(project)
 
 
 def with_resources(project: Project) -> Project:
-    """A project some other code loaded, with its sandbox, database and allowed actions added."""
-    return _with_resources([project])[0]
+    """A project some other code loaded, read again with its sandbox, database and allowed actions."""
+    return _with_resources(Project.objects.filter(pk=project.pk))[0]
 
 
 def sidebar_projects(user) -> list:
@@ -285,7 +272,7 @@ def _quoted_password(url: str) -> str:
 def database_connection(project: Project) -> DatabaseConnection:
     """The project's database connection, password in clear: callers mask it unless the owner
     asked to reveal it."""
-    database = Database.objects.filter(project=project).order_by("pk").first()
+    database = Database.objects.filter(project=project).first()
     if database is None:
         return DatabaseConnection(status="", available=False)
     url = database.connection_url

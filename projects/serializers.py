@@ -18,6 +18,7 @@ from fullstackagent.status import TransitionCause
 from projects import services
 from projects.models import EnvironmentCategory, ResourceKind
 from projects.naming import MAX_PROJECT_NAME_LENGTH, validate_project_name
+from projects.selectors import related_or_none
 
 # Categories a user may write; `ttyd` belongs to the platform.
 WRITABLE_CATEGORIES = [
@@ -93,8 +94,8 @@ class ProjectSerializer(serializers.Serializer):
             "updatedAt": _timestamp(project.updated),
             "allowedActions": list(project.allowed_actions),
             "publicUrl": project.public_url,
-            "sandbox": _resource_json(project.sandbox, with_url=True),
-            "database": _resource_json(project.database, with_url=False),
+            "sandbox": _resource_json(related_or_none(project, "sandbox"), with_url=True),
+            "database": _resource_json(related_or_none(project, "database"), with_url=False),
         }
 
     id = serializers.IntegerField()

@@ -7,7 +7,8 @@ from fullstackagent.models import ReconciledResource
 class Sandbox(ReconciledResource):
     """The container (or local process) where a project's agent and terminal run."""
 
-    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="sandboxes")
+    # One per project (``project.sandbox``); a terminated one stays for the audit until the project goes.
+    project = models.OneToOneField("projects.Project", on_delete=models.CASCADE, related_name="sandbox")
     # `<k8s project name>-agentruntime-<6 random>`: StatefulSet, Service and workspace name.
     name = models.CharField(max_length=63, unique=True)
     k8s_namespace = models.CharField(max_length=63, blank=True)

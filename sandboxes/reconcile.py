@@ -2,7 +2,7 @@
 
 The step reads what the sandbox's environment is built from (its project's variables and its
 database's URL) through the row's own relations (``sandbox.project.environment``,
-``project.databases``), the schema every resource row already depends on, and imports neither
+``project.database``), the schema every resource row already depends on, and imports neither
 projects nor databases: it is called by the orchestrator (projects.tasks), never the other way.
 """
 
@@ -27,11 +27,20 @@ DATABASE_WAIT_SECONDS = 15
 DRIFT_NOTE = "The sandbox was found"
 
 
+def _database_of(project):
+    """The project's database row as it is now (not a cached ``project.database``: a step may run
+    on a project object loaded before the database got its URL), or None when it has none."""
+    model = project._meta.get_field("database").related_model
+    return model.objects.filter(project_id=project.pk).first()
+
+
 def build_spec(sandbox: Sandbox) -> SandboxSpec:
     project = sandbox.project
     user_config = user_config_map(project.user_id)
     limits = UserQuota.limits_for(project.user_id)
-    database = project.databases.exclude(status=ResourceStatus.TERMINATED).first()
+    database = _database_of(project)
+    if database is not None and database.status == ResourceStatus.TERMINATED:
+        database = None
     environment = build_environment(
         project_name=project.name,
         project_variables=dict(project.environment.values_list("key", "value")),
@@ -115,7 +124,7 @@ def _towards_running(status: str, observation: SandboxObservation, spec: Sandbox
 
 
 def _database_pending(sandbox: Sandbox) -> bool:
-    database = sandbox.project.databases.first()
+    database = _database_of(sandbox.project)
     if database is None or database.connection_url:
         return False
     if database.status not in (ResourceStatus.CREATING, ResourceStatus.STARTING):

@@ -141,7 +141,7 @@ def test_a_client_frozen_in_a_transaction_loses_its_row_locks(transactional_db, 
     from fullstackagent.testing.processes import platform_process_environment
     from sandboxes.models import Sandbox
 
-    sandbox = services.do_create_project(user, name="Frozen Worker").sandboxes.get()
+    sandbox = services.do_create_project(user, name="Frozen Worker").sandbox
     client = subprocess.Popen(
         [sys.executable, "-c", STALLED_CLIENT, str(sandbox.pk)],
         env=platform_process_environment(DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS="1", DATABASE_POOL_MAX_SIZE="0"),
