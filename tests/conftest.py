@@ -3,7 +3,17 @@ fullstackagent.testing.plugin; these fixtures add users, clients and a real Cele
 
 import pytest
 
-from fullstackagent.testing.processes import CeleryWorker, PlatformServer
+from fullstackagent.testing.processes import CeleryWorker, PlatformServer, end_other_sessions, wait_for_connections_to_close
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's; at the end of the run, before the test database is dropped, the sessions
+    still open on it (this process's pool, anything a test left behind) are ended: one would block
+    the drop, and the database would stay on the server."""
+    yield
+    with django_db_blocker.unblock():
+        end_other_sessions()
 
 
 @pytest.fixture
@@ -65,31 +75,9 @@ def live_platform(transactional_db, tmp_path):
     server = PlatformServer(tmp_path)
     yield server
     server.stop()
-    _wait_for_other_connections_to_close()
+    # Its own connections only: a Celery worker the test also started stops after this.
+    wait_for_connections_to_close(server.application_name)
     print(f"--- daphne log ---\n{server.output()[-6000:]}")
-
-
-def _wait_for_other_connections_to_close(timeout: float = 10.0) -> None:
-    """PostgreSQL ends a client's backend a moment after the client exits; until then the test
-    database cannot be flushed or dropped ("being accessed by other users")."""
-    import time
-
-    from django.db import connection
-
-    # This process's own pooled connections are not the server's and would never end: give them
-    # back and close the pool (the next query opens a new one).
-    connection.close()
-    if connection.pool:
-        connection.close_pool()
-    deadline = time.monotonic() + timeout
-    with connection.cursor() as cursor:
-        while time.monotonic() < deadline:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-            if cursor.fetchone()[0] == 0:
-                return
-            time.sleep(0.05)
 
 
 @pytest.fixture

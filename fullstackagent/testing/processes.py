@@ -1,14 +1,17 @@
 """Processes the tests start for real (Celery workers, the platform itself) and polling helpers.
 Importable from any test module: `from fullstackagent.testing.processes import wait_for`."""
 
+import itertools
 import os
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from urllib.parse import quote
 
+import psycopg
 import pytest
 from django.conf import settings
 
@@ -35,10 +38,17 @@ def platform_process_environment(**extra) -> dict:
     return environment
 
 
+_process_numbers = itertools.count(1)
+
+
 class PlatformProcess:
-    """A platform process (worker, daphne) started for a test, its output kept in a log file."""
+    """A platform process (worker, daphne) started for a test, its output kept in a log file.
+    Its PostgreSQL sessions carry ``application_name`` (libpq's PGAPPNAME), so a test can wait for
+    exactly its sessions to end."""
 
     def __init__(self, command: list[str], log_path: Path, environment: dict):
+        self.application_name = f"fsa-test-{os.getpid()}-{next(_process_numbers)}"
+        environment = {"PGAPPNAME": self.application_name, **environment}
         self.log_path = log_path
         self.log = open(log_path, "w")
         self.process = subprocess.Popen(
@@ -94,6 +104,50 @@ class CeleryWorker(PlatformProcess):
             command += ["--beat", "--schedule", str(tmp_path / f"beat-{name}")]
         super().__init__(command, tmp_path / f"celery-{name}.log", environment or {})
         self.wait_until(lambda: "ready." in self.output(), "celery worker")
+
+
+def _close_this_process_pool() -> None:
+    from django.db import connection
+
+    # This process's own pooled connections are not the server's and would never end: give them
+    # back and close the pool (the next query through Django opens a new one).
+    connection.close()
+    if connection.pool:
+        connection.close_pool()
+
+
+def end_other_sessions() -> None:
+    """Ends every other session on the test database, this process's pool first (the end of a run)."""
+    _close_this_process_pool()
+    with psycopg.connect(database_url_for_tests(), autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        )
+    wait_for_connections_to_close(timeout=5)  # a terminated backend takes a moment to exit
+
+
+def wait_for_connections_to_close(application_name: str | None = None, timeout: float = 10.0) -> None:
+    """Waits for the test database's other sessions (those of ``application_name`` only, if given)
+    to end: PostgreSQL ends a client's backend a moment after the client exits, and until then the
+    test database cannot be dropped ("being accessed by other users")."""
+    # The wait polls on a connection of its own, outside the pool: a query through Django would
+    # open the pool again, and with it a connection that never ends.
+    _close_this_process_pool()
+    query = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    parameters = []
+    if application_name:
+        query += " AND application_name = %s"
+        parameters.append(application_name)
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(database_url_for_tests(), autocommit=True) as polling:
+        while time.monotonic() < deadline:
+            if polling.execute(query, parameters).fetchone()[0] == 0:
+                return
+            time.sleep(0.05)
+    # Not a failure of the test that ran (the next test's flush works with them open), but a
+    # process that outlived its test: said in the run's warnings summary.
+    warnings.warn(f"sessions of {application_name or 'other clients'} still open {timeout:.0f} s after they should end")
 
 
 def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, message: str = "condition"):

@@ -12,12 +12,11 @@ import pytest
 
 from fullstackagent.devtools import embedded
 from fullstackagent.status import ProjectStatus
-from fullstackagent.testing.processes import PROJECT_ROOT, platform_process_environment, wait_for
+from fullstackagent.testing.processes import PROJECT_ROOT, platform_process_environment, wait_for, wait_for_connections_to_close
 from projects import services
 from projects.models import Project
 from sandboxes.backends.local import ttyd_processes
 from sandboxes.models import Sandbox
-from tests.conftest import _wait_for_other_connections_to_close
 
 LAUNCHER = [sys.executable, "-m", "fullstackagent.devtools.launcher"]
 
@@ -87,7 +86,7 @@ def launcher(transactional_db, tmp_path):
     for process in started:
         process.end()
         print(f"--- launcher log ---\n{process.output()[-6000:]}")
-    _wait_for_other_connections_to_close()
+    wait_for_connections_to_close()
 
 
 def _healthy(port: int) -> bool:

@@ -13,12 +13,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from databases.models import Database
 from fullstackagent import metrics
-from fullstackagent.testing.processes import PlatformServer, wait_for
+from fullstackagent.testing.processes import PlatformServer, wait_for, wait_for_connections_to_close
 from projects import services
 from projects.models import ResourceEvent
 from projects.tasks import reconcile_database
 from sandboxes.models import Sandbox
-from tests.conftest import _wait_for_other_connections_to_close
 
 TOKEN = "metrics-token-for-tests"
 SERIES = [
@@ -53,7 +52,7 @@ def platform(transactional_db, tmp_path):
     server = PlatformServer(tmp_path, METRICS_TOKEN=TOKEN, METRICS_ALLOWED_NETWORKS="")
     yield server
     server.stop()
-    _wait_for_other_connections_to_close()
+    wait_for_connections_to_close(server.application_name)
 
 
 def scrape(platform) -> dict:

@@ -13,7 +13,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from fullstackagent.testing.processes import PlatformServer, wait_for
+from fullstackagent.testing.processes import PlatformServer, wait_for, wait_for_connections_to_close
 from tests.foundation.test_serve import children_of, healthz
 
 MiB = 1024 * 1024
@@ -75,13 +75,12 @@ def push_body(port: int, path: str, length: int, headers: dict) -> int:
 def web_server(django_db_setup, django_db_blocker, tmp_path_factory):
     """One live server for the module: none of these tests changes it, and each start and stop
     costs seconds. Tests that need rows use transactional_db (committed, so daphne sees them)."""
-    from tests.conftest import _wait_for_other_connections_to_close
-
+    
     server = PlatformServer(tmp_path_factory.mktemp("request-limits"))
     yield server
     server.stop()
     with django_db_blocker.unblock():
-        _wait_for_other_connections_to_close()
+        wait_for_connections_to_close(server.application_name)
 
 
 @pytest.fixture

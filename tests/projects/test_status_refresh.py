@@ -1,7 +1,6 @@
 """projects.services.refresh_project_status when two reconcile tasks finish at the same moment."""
 
 import threading
-import time
 
 from django.db import connection
 
@@ -9,7 +8,16 @@ from databases.models import Database
 from fullstackagent.status import ProjectStatus, ResourceStatus
 from projects import services
 from projects.models import Project
+from fullstackagent.testing.processes import wait_for
 from sandboxes.models import Sandbox
+
+
+def _a_session_waits_on_a_lock() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0] > 0
 
 
 def test_a_refresh_that_read_stale_statuses_does_not_overwrite_a_fresher_one(transactional_db, user, monkeypatch):
@@ -42,7 +50,9 @@ def test_a_refresh_that_read_stale_statuses_does_not_overwrite_a_fresher_one(tra
     assert first_has_read.wait(10)
     second = threading.Thread(target=database_task, name="database-task")
     second.start()
-    time.sleep(0.5)  # the second refresh runs now (or waits for the first)
+    # Observed, not slept on: the second refresh is blocked on the first's lock. (Without the lock
+    # it would not wait at all, and would finish here with TERMINATED only to be overwritten.)
+    wait_for(_a_session_waits_on_a_lock, timeout=10, message="the second refresh to wait for the first's lock")
     release_first.set()
     first.join(10)
     second.join(10)
