@@ -25,8 +25,12 @@ run: install
 	@./scripts/install-system-deps.sh run
 	$(PY) -m fullstackagent.devtools.launcher
 
+# The suite mostly waits (for processes, sandboxes, a browser), so it runs on more workers than
+# CPUs; each worker has its own test database, Redis and sandboxes (fullstackagent.testing.plugin).
+TEST_WORKERS ?= 4
+
 test: install system-deps
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist load
 
 bench: install
 	$(PY) bench/reconcile.py

@@ -44,8 +44,17 @@ def user_client(client, user):
     return client
 
 
+def _purge_the_queue() -> None:
+    """Messages earlier tests queued (services queue after commit, with no worker running) would
+    be run by this test's worker against rows that are gone: the worker starts on an empty queue."""
+    from fullstackagent.celery import app
+
+    app.control.purge()
+
+
 @pytest.fixture
 def celery_worker(transactional_db, tmp_path):
+    _purge_the_queue()
     worker = CeleryWorker(tmp_path)
     yield worker
     worker.stop()
@@ -55,6 +64,7 @@ def celery_worker(transactional_db, tmp_path):
 
 @pytest.fixture
 def start_celery_worker(transactional_db, tmp_path):
+    _purge_the_queue()  # before the test, which may queue work for the workers it starts
     workers = []
 
     def start(**options):

@@ -7,6 +7,10 @@ Before Django reads its settings this plugin
   concurrent runs never mix;
 - points the local sandbox backend at a temporary folder.
 Everything it starts is stopped when the run ends.
+
+Under pytest-xdist (``make test`` runs ``-n``) each worker is such a run of its own: its own test
+database (pytest-django adds the worker's suffix), Redis, sandbox folder, metrics folder and range
+of sandbox uids; the controller, which runs no test, only makes sure PostgreSQL is up.
 """
 
 import os
@@ -20,22 +24,51 @@ import pytest
 _started = {}
 
 
+# What the plugin sets for a run, unless the environment already says. Under xdist each worker sets
+# its own: the controller notes which ones the user gave (FSA_TEST_GIVEN), and a worker drops the
+# others it inherited (Django's start-up in the controller exports PROMETHEUS_MULTIPROC_DIR).
+PER_RUN = ("DATABASE_TEST_NAME", "REDIS_URL", "LOCAL_SANDBOX_ROOT", "PROMETHEUS_MULTIPROC_DIR", "LOCAL_SANDBOX_UID_BASE")
+# Sandbox uids are LOCAL_SANDBOX_UID_BASE + sandbox id; each xdist worker's test database counts
+# sandbox ids from 1, so each worker gets a range of its own.
+UIDS_PER_WORKER = 10_000_000
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_load_initial_conftests(early_config, parser, args):
-    _prepare_environment()
+    _prepare_environment(controller=_is_xdist_controller(early_config))
     return (yield)
 
 
-def _prepare_environment() -> None:
+def _is_xdist_controller(early_config) -> bool:
+    """True in the process that hands tests to xdist workers and runs none itself."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return False
+    workers = getattr(early_config.known_args_namespace, "numprocesses", None)
+    return bool(workers) and not getattr(early_config.known_args_namespace, "collectonly", False)
+
+
+def _prepare_environment(controller: bool = False) -> None:
     from fullstackagent.devtools import embedded
 
     if _started.get("prepared"):
         return
     _started["prepared"] = True
+    if not os.environ.get("DATABASE_URL"):
+        # Once, before the workers start: they would race to initialise the same server.
+        os.environ["DATABASE_URL"] = embedded.postgres().ensure_running()
+    if controller:
+        os.environ["FSA_TEST_GIVEN"] = ",".join(name for name in PER_RUN if os.environ.get(name))
+        return
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker:
+        given = os.environ.get("FSA_TEST_GIVEN", "").split(",")
+        for name in PER_RUN:
+            if name not in given:
+                os.environ.pop(name, None)
+        index = int(worker.removeprefix("gw"))
+        os.environ.setdefault("LOCAL_SANDBOX_UID_BASE", str(200_000 + index * UIDS_PER_WORKER))
     scratch = Path(tempfile.mkdtemp(prefix="fsa-test-"))
     _started["scratch"] = scratch
-    if not os.environ.get("DATABASE_URL"):
-        os.environ["DATABASE_URL"] = embedded.postgres().ensure_running()
     os.environ.setdefault("DATABASE_TEST_NAME", f"test_fullstackagent_{os.getpid()}")
     if not os.environ.get("REDIS_URL"):
         port = embedded.free_port()
