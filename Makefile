@@ -27,10 +27,12 @@ run: install
 
 # The suite mostly waits (for processes, sandboxes, a browser), so it runs on more workers than
 # CPUs; each worker has its own test database, Redis and sandboxes (fullstackagent.testing.plugin).
+# Tests marked serial (time bounds of a second or so) run afterwards, alone.
 TEST_WORKERS ?= 4
 
 test: install system-deps
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist load
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist load -m "not serial"
+	$(PY) -m pytest -m serial
 
 bench: install
 	$(PY) bench/reconcile.py

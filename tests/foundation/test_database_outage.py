@@ -15,7 +15,7 @@ from django.conf import settings
 
 from fullstackagent.status import ProjectStatus
 from fullstackagent.testing.faults import TcpProxy
-from fullstackagent.testing.processes import PlatformServer, database_url_for_tests, wait_for
+from fullstackagent.testing.processes import PlatformServer, database_url_for_tests, end_other_sessions, wait_for
 from identities.tokens import do_create_api_token
 from projects import services
 from projects.models import Project
@@ -26,6 +26,10 @@ from projects.models import Project
 POOL_TIMEOUT_SECONDS = 0.5
 FAIL_WITHIN_SECONDS = 1.5
 RECOVER_WITHIN_SECONDS = 1.5
+
+# Bounds of a second or so: run alone after the parallel part of `make test`, not beside three
+# other workers saturating the CPUs (pyproject's markers).
+pytestmark = pytest.mark.serial
 
 
 def _get(url, token=None):
@@ -68,7 +72,8 @@ def test_requests_fail_fast_with_503_and_recover_at_once(transactional_db, user,
     worker = start_celery_worker(name="outage", environment={"DATABASE_URL": _through(proxy)})
     try:
         _, token = do_create_api_token(user, name="outage")
-        assert _get(f"{server.url}/healthz")[0] == 200
+        # Through the proxy the web server's first connection takes a moment: up before the cut.
+        wait_for(lambda: _get(f"{server.url}/healthz")[0] == 200, timeout=10, message="the web server to reach PostgreSQL")
         assert _get(f"{server.url}/api/projects", token)[0] == 200
 
         proxy.cut()
@@ -97,24 +102,10 @@ def test_requests_fail_fast_with_503_and_recover_at_once(transactional_db, user,
         server.stop()
         worker.stop()
         proxy.cut()
-        _end_other_sessions()
+        # Backends the cut left behind the proxy (idle, their clients gone): ended, as a dead
+        # server would have.
+        end_other_sessions()
         print(server.output()[-3000:])
-
-
-def _end_other_sessions() -> None:
-    """Backends the cut left behind the proxy (idle, their clients gone) would keep the test
-    database from being flushed: end them, as a dead server would have."""
-    from django.db import connection
-
-    # This process's own pooled connections are not the ones meant: give them back, close the pool.
-    connection.close()
-    if connection.pool:
-        connection.close_pool()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
 
 
 STALLED_CLIENT = """

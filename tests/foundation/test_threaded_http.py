@@ -408,6 +408,7 @@ def _slow_then_fast(threads_seen: dict, stuck_after: float):
         app.overflow.shutdown(wait=True)
 
 
+@pytest.mark.serial  # answered within a second: run alone, not beside other workers
 def test_a_request_stuck_on_the_only_thread_does_not_hold_up_the_next():
     threads_seen = {}
 

@@ -9,6 +9,7 @@ import re
 import signal
 import time
 
+import pytest
 from django.utils import timezone
 
 from fullstackagent.status import ProjectStatus, ResourceStatus
@@ -20,6 +21,9 @@ from sandboxes.backends import isolation
 from sandboxes.models import Sandbox
 from sandboxes.reconcile import DRIFT_NOTE, build_spec
 from tests.terminal.conftest import PROMPT, read_until, run, session_cookie, terminal_communicator
+
+# A drift restart awaited for 4 s: run alone after the parallel part of `make test` (pyproject's markers).
+pytestmark = pytest.mark.serial
 
 # Long enough that only the relay's report can explain a look at the sandbox within the test.
 SLOW_DRIFT_CHECK = {"RECONCILE_DRIFT_CHECK_SECONDS": 120}
