@@ -8,6 +8,7 @@ infrastructure: the reconcilers converge it (fullstackagent.reconcile).
 import logging
 import re
 import secrets
+from datetime import timedelta
 
 from celery import current_app
 from django.conf import settings
@@ -168,6 +169,28 @@ def refresh_project_status(project_id: int) -> str | None:
         if status != current:
             Project.objects.filter(pk=project_id).update(status=status, updated=timezone.now())
     return status
+
+
+# Statuses a project holds only while one of its resources is moving. A project still in one this
+# long after its last change is refreshed by the beat's scan: the refresh after its last step may
+# have been lost (a worker killed between the step's commit and the refresh, or PostgreSQL gone in
+# between), and its resources, steady now, would never be stepped again to refresh it.
+_IN_MOTION = (
+    ProjectStatus.CREATING, ProjectStatus.STARTING, ProjectStatus.UPDATING, ProjectStatus.STOPPING,
+    ProjectStatus.TERMINATING,
+)
+STALE_STATUS_SECONDS = 10
+STALE_REFRESHES_PER_SCAN = 100
+
+
+def refresh_stale_project_statuses() -> int:
+    """Refreshes projects left in a moving status for STALE_STATUS_SECONDS; returns how many."""
+    cutoff = timezone.now() - timedelta(seconds=STALE_STATUS_SECONDS)
+    stale = Project.objects.filter(status__in=_IN_MOTION, updated__lt=cutoff).order_by("updated")
+    project_ids = list(stale.values_list("pk", flat=True)[:STALE_REFRESHES_PER_SCAN])
+    for project_id in project_ids:
+        refresh_project_status(project_id)
+    return len(project_ids)
 
 
 def user_has_kubeconfig(user) -> bool:

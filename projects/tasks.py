@@ -19,7 +19,9 @@ from fullstackagent.health import SCHEDULER_HEARTBEAT_KEY
 from fullstackagent.reconcile import claim_due_ids, run_step
 from fullstackagent.requeue import publish_later
 from fullstackagent.status import ResourceStatus
-from projects.services import do_stop_idle_project, environment_changed_for_projects, refresh_project_status
+from projects.services import (
+    do_stop_idle_project, environment_changed_for_projects, refresh_project_status, refresh_stale_project_statuses,
+)
 from sandboxes import idle, terminal
 from sandboxes import reconcile as sandbox_reconcile
 from sandboxes.models import Sandbox
@@ -79,7 +81,8 @@ def reconcile_resources(sandbox_ids: list[int], database_ids: list[int]) -> None
 
 @shared_task(name="projects.tasks.scan_resources", ignore_result=True)
 def scan_resources() -> int:
-    """The beat's safety net: queue one reconcile task per due row (two statements per tick).
+    """The beat's safety net: queue one reconcile task per due row, and refresh projects whose last
+    refresh was lost (three statements per tick).
 
     Safe with two beats (or a beat per worker): claim_due_ids takes rows with FOR UPDATE SKIP
     LOCKED and pushes them a lease ahead in the same statement, so a row is queued by one scan only;
@@ -91,6 +94,7 @@ def scan_resources() -> int:
     database_ids = claim_due_ids(Database)
     sandbox_ids = claim_due_ids(Sandbox)
     queue_each(sandbox_ids, database_ids)
+    refresh_stale_project_statuses()  # a refresh lost with a killed worker or an outage
     return len(database_ids) + len(sandbox_ids)
 
 

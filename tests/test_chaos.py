@@ -119,8 +119,9 @@ def test_projects_converge_through_redis_postgres_and_worker_failures(chaos, sta
         state += list(Database.objects.filter(project__in=projects).values_list("project_id", "status", "last_error"))
         now = timezone.now()
         lines = [line for line in (worker.output() + survivor.output()).splitlines() if "sandbox" in line and "->" in line]
+        projects_now = dict(Project.objects.filter(pk__in=desired).values_list("pk", "status"))
         raise AssertionError(
-            f"not converged to {desired} at {now}: {state}\n" + "\n".join(lines[-40:]) + f"\n{survivor.output()[-3000:]}"
+            f"not converged to {desired} at {now}: projects {projects_now}, resources {state}\n" + "\n".join(lines[-40:]) + f"\n{survivor.output()[-3000:]}"
         ) from None
     # One database and one role per project whose database was ever created; never two. A project
     # stopped while still creating may have none yet (its start creates it), or one whose URL was

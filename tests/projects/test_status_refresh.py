@@ -1,13 +1,16 @@
 """projects.services.refresh_project_status when two reconcile tasks finish at the same moment."""
 
 import threading
+from datetime import timedelta
 
 from django.db import connection
+from django.utils import timezone
 
 from databases.models import Database
 from fullstackagent.status import ProjectStatus, ResourceStatus
 from projects import services
 from projects.models import Project
+from projects.tasks import scan_resources
 from fullstackagent.testing.processes import wait_for
 from sandboxes.models import Sandbox
 
@@ -67,3 +70,22 @@ def test_refreshing_a_deleted_project_is_a_no_op(db, user):
 
     assert services.refresh_project_status(project_id) is None
     assert not Project.objects.filter(pk=project_id).exists()
+
+
+def test_the_scan_refreshes_a_project_whose_last_refresh_was_lost(db, user):
+    # The steps landed (every resource STOPPED) but the refresh after the last one never ran: a
+    # worker killed between the two, or PostgreSQL gone in between.
+    lost = services.do_create_project(user, name="Lost Refresh")
+    moving = services.do_create_project(user, name="Still Moving")
+    for project in (lost, moving):
+        Sandbox.objects.filter(project=project).update(status=ResourceStatus.STOPPED, next_check_at=None)
+        Database.objects.filter(project=project).update(status=ResourceStatus.STOPPED, next_check_at=None)
+    long_ago = timezone.now() - timedelta(seconds=services.STALE_STATUS_SECONDS + 5)
+    Project.objects.filter(pk=lost.pk).update(status=ProjectStatus.STOPPING, updated=long_ago)
+    Project.objects.filter(pk=moving.pk).update(status=ProjectStatus.STOPPING, updated=timezone.now())
+
+    scan_resources()
+
+    assert Project.objects.get(pk=lost.pk).status == ProjectStatus.STOPPED
+    # One that changed a moment ago is its steps' to refresh, not the scan's.
+    assert Project.objects.get(pk=moving.pk).status == ProjectStatus.STOPPING
