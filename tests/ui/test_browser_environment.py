@@ -118,7 +118,9 @@ def test_saving_variables_keeps_the_open_terminals_work_and_new_tabs_get_them(si
 
     # The open terminal says what changed and still has its shell variable and its process.
     _wait_for_rows(terminal, r"The environment changed: new variables apply to new shells", timeout_ms=30000)
-    _type(terminal, f"echo keep=$KEEP; kill -0 {background} && echo still-running")
+    # The notice is written by the page, not by tmux, which may redraw over it: the screen is
+    # cleared first (tmux repaints it whole) so the shell's answers are read clean.
+    _type(terminal, f"clear; echo keep=$KEEP; kill -0 {background} && echo still-running")
     _wait_for_rows(terminal, r"^still-running\s*$")
     assert "keep=kept-42" in terminal.inner_text(TERMINAL_ROWS).replace("\xa0", " ")
     # A new tab has the new variable and not the deleted one.

@@ -46,7 +46,8 @@ def test_links_in_the_terminal_are_clickable_and_paste_gives_the_focus_back(cele
         # Paste, then Enter: the Enter reaches the shell, not the Paste button again.
         page.evaluate("() => navigator.clipboard.writeText('echo pasted-$((20+1))')")
         page.click("#terminal-paste")
-        assert page.evaluate("() => document.activeElement.classList.contains('xterm-helper-textarea')")
+        # The button reads the clipboard (a promise), pastes, then hands the focus back.
+        page.wait_for_function("() => document.activeElement.classList.contains('xterm-helper-textarea')", timeout=5000)
         page.keyboard.press("Enter")
         _screen_matches(page, r"^pasted-21\s*$")
         assert page.inner_text(TERMINAL_ROWS).count("pasted-21") == 1  # pasted once, run once
