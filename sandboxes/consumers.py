@@ -23,7 +23,7 @@ from channels.consumer import AsyncConsumer
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from fullstackagent import memory, metrics
+from fullstackagent import metrics
 from sandboxes import terminal
 from sandboxes.activity import anote_activity
 from sandboxes.terminal import TerminalRefused
@@ -158,8 +158,6 @@ class TerminalConsumer(AsyncConsumer):
                     bytes_to_browser=counts["to_browser"],
                     close_code=close_code,
                 )
-            # After a reconnect storm's terminals end, their buffers go back to the system.
-            memory.terminals.note_closed()
 
     async def _admit(self):
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
