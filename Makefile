@@ -26,7 +26,7 @@ run: install
 	$(PY) -m fullstackagent.devtools.launcher
 
 # TEST_WORKERS=4 runs the suite on pytest-xdist workers, each with its own test database, Redis
-# and sandboxes (fullstackagent.testing.plugin): about 8 minutes instead of 13.5 on 2 CPUs. The
+# and sandboxes (fullstackagent.testing.plugin): 7.7 minutes against about 9 on 2 CPUs. The
 # default stays one process until parallel runs have proven reliable in CI. Tests marked serial
 # (time bounds of a second or so) run afterwards, alone, either way.
 TEST_WORKERS ?= 0
