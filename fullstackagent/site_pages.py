@@ -7,13 +7,28 @@ missing one) is turned into the same page by NotFoundPageMiddleware, which Djang
 would not do while DEBUG is on. Paths under /api/ keep the API's JSON errors.
 """
 
-from django.http import Http404, HttpResponseServerError
+from django.http import Http404, HttpResponsePermanentRedirect, HttpResponseServerError
 from django.shortcuts import render
 from django.template import loader
+from django.urls import Resolver404, resolve
 
 
 def not_found(request, exception=None):
     return render(request, "404.html", status=404)
+
+
+def unknown_path(request):
+    """The catch-all route: Django's APPEND_SLASH, which the catch-all would defeat (every path
+    resolves), done here, on the way to the 404 page only: ``/settings`` is sent to ``/settings/``
+    when that is a page. A GET or HEAD only: a redirected POST would lose its body."""
+    if request.method in ("GET", "HEAD") and not request.path_info.endswith("/"):
+        try:
+            match = resolve(request.path_info + "/")
+        except Resolver404:
+            match = None
+        if match is not None and match.func is not unknown_path:
+            return HttpResponsePermanentRedirect(request.get_full_path(force_append_slash=True))
+    return not_found(request)
 
 
 def server_error(request):

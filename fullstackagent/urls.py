@@ -6,7 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from fullstackagent.admin_sign_in import admin_sign_in
 from fullstackagent.exceptions import api_not_found
-from fullstackagent.site_pages import not_found
+from fullstackagent.site_pages import unknown_path
 from previews.urls import api_urlpatterns as preview_api_urls
 
 
@@ -36,8 +36,9 @@ urlpatterns = [
     path("", include("projects.urls")),
     # Last: any other path under /api/ gets the API's JSON 404 instead of the HTML page...
     re_path(r"^api/", api_not_found),
-    # ...and any other path at all the site's own page, never Django's debug list of every route.
-    re_path(r"", not_found),
+    # ...and any other path at all the site's own page (or the same path with a slash, when that is
+    # one), never Django's debug list of every route.
+    re_path(r"", unknown_path),
 ]
 
 handler404 = "fullstackagent.site_pages.not_found"

@@ -61,6 +61,21 @@ def _die_with_parent() -> None:
         pass
 
 
+def access_log_options() -> list[str]:
+    """daphne writes a line per request to stdout unless told -v 0: WEB_ACCESS_LOG turns it on.
+    Off by default: the line cost 3-5 % of a small API request's CPU (bench/api.py), and the
+    requests are counted by /metrics; a load balancer or ingress in front keeps its own log."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from fullstackagent.config import env_bool
+
+    try:
+        wanted = env_bool("WEB_ACCESS_LOG", False)
+    except ImproperlyConfigured as error:
+        raise SystemExit(f"fullstackagent.server.serve: {error}") from None
+    return ["--access-log", "-"] if wanted else ["-v", "0"]
+
+
 def daphne_command(fd: int, extra: list[str]) -> list[str]:
     # --websocket_timeout -1: terminals stay open as long as the user keeps them (daphne's default
     # closes every websocket after 24 h).
@@ -85,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     count = args.processes if args.processes is not None else default_processes()
     if count < 1:
         parser.error("--processes must be at least 1")
+    daphne_args = [*access_log_options(), *args.daphne_args]
 
     def daphne() -> subprocess.Popen:
         # A socket of its own, bound anew for each start (SO_REUSEPORT), handed over and closed here:
@@ -92,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         sock = listening_socket(args.host, args.port)
         try:
             return subprocess.Popen(
-                daphne_command(sock.fileno(), args.daphne_args), pass_fds=(sock.fileno(),), preexec_fn=_die_with_parent
+                daphne_command(sock.fileno(), daphne_args), pass_fds=(sock.fileno(),), preexec_fn=_die_with_parent
             )
         finally:
             sock.close()

@@ -13,6 +13,38 @@ def test_an_unknown_api_path_is_a_json_404(api):
     assert response.json() == {"message": "No API route /api/no-such-thing/42.", "code": "NOT_FOUND"}
 
 
+def test_api_paths_are_never_redirected_to_a_slash_while_pages_are(api, monkeypatch):
+    """A 404 under /api/ is resolved once (no look for ``<path>/``); a page's path without its
+    slash is sent to the page (site_pages.unknown_path), which APPEND_SLASH did not do past the
+    catch-all routes; an unknown page path stays a 404, and a POST is never redirected."""
+    from django.urls import resolvers
+
+    resolved = []
+    real_resolve = resolvers.URLResolver.resolve
+
+    def counting_resolve(self, path):
+        if self.pattern.regex.pattern == "^/":  # the root resolver: one call per resolution
+            resolved.append(path)
+        return real_resolve(self, path)
+
+    monkeypatch.setattr(resolvers.URLResolver, "resolve", counting_resolve)
+
+    api_answer = api.get("/api/docs")
+    api_resolutions, resolved[:] = list(resolved), []
+    page_answer = api.get("/accounts/login?next=/settings/")
+    unknown_page = api.get("/no-such-page")
+    posted = api.post("/accounts/login", {})
+
+    assert api_answer.status_code == 404
+    assert api_answer.json() == {"message": "No API route /api/docs.", "code": "NOT_FOUND"}
+    assert api_resolutions == ["/api/docs"]
+    assert page_answer.status_code == 301
+    assert page_answer["Location"] == "/accounts/login/?next=/settings/"
+    assert unknown_page.status_code == 404
+    assert b"<html" in unknown_page.content.lower()
+    assert posted.status_code == 404
+
+
 def test_malformed_json_is_400_parse_error(api):
     response = api.post("/api/projects", "{not json", content_type="application/json")
 
