@@ -77,17 +77,36 @@ def start_celery_worker(transactional_db, tmp_path):
         worker.stop()
 
 
+@pytest.fixture(scope="session")
+def _platform_servers(django_db_setup, django_db_blocker, tmp_path_factory):
+    """The run's daphnes behind ``live_platform``, started once (two daphnes cost about 3 s of CPU
+    to start) and stopped when the run ends, before the test database is dropped."""
+    servers = []
+
+    def current() -> PlatformServer:
+        if not servers or servers[-1].process.poll() is not None:
+            servers.append(PlatformServer(tmp_path_factory.mktemp("platform")))
+        return servers[-1]
+
+    yield current
+    for server in servers:
+        server.stop()
+        with django_db_blocker.unblock():
+            wait_for_connections_to_close(server.application_name)
+
+
 @pytest.fixture
-def live_platform(transactional_db, tmp_path):
+def live_platform(_platform_servers, transactional_db):
     """The real platform (daphne: pages, API, terminal websocket) on a free port, with this run's
     test database; ``live_platform.url`` is its address. Add the ``celery_worker`` fixture for
-    the reconcilers. Data a test writes is committed (transactional_db), so daphne sees it."""
-    server = PlatformServer(tmp_path)
+    the reconcilers. Data a test writes is committed (transactional_db), so daphne sees it, and
+    is gone after it (pytest-django empties the tables): the server is the run's, as pytest-django's
+    own ``live_server`` is, and keeps no state of its own between tests but its connection pool
+    (ids are never reused, so nothing cached for one test's rows can answer another's)."""
+    server = _platform_servers()
+    log_start = len(server.output())
     yield server
-    server.stop()
-    # Its own connections only: a Celery worker the test also started stops after this.
-    wait_for_connections_to_close(server.application_name)
-    print(f"--- daphne log ---\n{server.output()[-6000:]}")
+    print(f"--- daphne log (this test) ---\n{server.output()[log_start:][-6000:]}")
 
 
 @pytest.fixture
@@ -115,8 +134,9 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture
-def chromium(monkeypatch):
-    """Headless Chromium (Debian's /usr/bin/chromium) driven by Playwright; closed after the test."""
+def chromium(monkeypatch, transactional_db):
+    """Headless Chromium (Debian's /usr/bin/chromium) driven by Playwright; closed after the test,
+    before its data is emptied (transactional_db): its pages stop calling the run's server first."""
     from playwright.sync_api import sync_playwright
 
     # Playwright's sync API keeps an event loop running in this thread, which makes Django refuse
