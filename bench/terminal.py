@@ -108,12 +108,14 @@ class Terminal:
 
 
 def start_daphne(platform, port: int) -> subprocess.Popen:
-    """daphne as fullstackagent.devtools.launcher runs it."""
+    """One daphne with the options fullstackagent.server.serve gives each of its daphnes."""
     from fullstackagent.devtools.embedded import port_open
+    from fullstackagent.server.serve import access_log_options
 
     log = open(platform.scratch / "daphne.log", "w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "fullstackagent.asgi:application"],
+        [sys.executable, "-m", "daphne", "--websocket_timeout", "-1", *access_log_options(), "-b", "127.0.0.1",
+         "-p", str(port), "fullstackagent.asgi:application"],
         cwd=PROJECT_ROOT, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT,
     )
     platform.processes.append(process)
