@@ -65,14 +65,19 @@ def build_spec(sandbox: Sandbox) -> SandboxSpec:
     )
 
 
-def terminal_spec(sandbox: Sandbox) -> SandboxSpec:
+_NOT_LOADED = object()
+
+
+def terminal_spec(sandbox: Sandbox, token=_NOT_LOADED) -> SandboxSpec:
     """What a backend's terminal_upstream needs, and nothing more: the terminal token (one row)
     instead of the whole environment (every variable decrypted, the user's settings, the quota
     and the database), and the kubeconfig only for the Kubernetes backend. A terminal is opened
     far more often than a sandbox is reconciled; this is most of an admission's database work saved.
-    ``sandbox.project`` is expected loaded (select_related)."""
+    ``sandbox.project`` is expected loaded (select_related); ``token``, when the caller read it
+    with the sandbox (sandboxes.terminal), saves the query for it."""
     project = sandbox.project
-    token = project.environment.filter(key=TERMINAL_TOKEN_KEY).values_list("value", flat=True).first()
+    if token is _NOT_LOADED:
+        token = project.environment.filter(key=TERMINAL_TOKEN_KEY).values_list("value", flat=True).first()
     kubeconfig = None
     if settings.SANDBOX_BACKEND == "kubernetes":
         kubeconfig = (

@@ -19,18 +19,19 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth import get_user
-from django.db.models import F
+from django.db.models import F, OuterRef, Subquery
 from django.http.request import split_domain_port, validate_host
 from django.utils import timezone
 
 from fullstackagent.backends import BackendError
 from fullstackagent.reconcile import mark_due
 from fullstackagent.status import ResourceStatus
-from projects.models import Project
+from projects.models import Environment, Project
 from sandboxes.activity import note_activity
 from sandboxes.backends import get_sandbox_backend
 from sandboxes.backends.base import TerminalUpstream
 from sandboxes.models import Sandbox, TerminalSession
+from sandboxes.environment import TERMINAL_TOKEN_KEY
 from sandboxes.reconcile import build_spec, terminal_spec
 
 # Close codes the browser gets, one per reason (4000-4999 is the application range of RFC 6455).
@@ -128,12 +129,15 @@ def do_admit_terminal(user, project_id: int, session_name: str, client_address: 
     written only for users who own the project: refusals of strangers leave no trace tied to a
     sandbox they must not learn about.
     """
-    # The user's visible project and its current sandbox in one query; the two refusals are told
-    # apart only when there is one to give.
+    # The user's visible project, its current sandbox and its terminal token in one query; the two
+    # refusals are told apart only when there is one to give.
+    token = Environment.objects.filter(project=OuterRef("project_id"), key=TERMINAL_TOKEN_KEY).values("value")[:1]
     sandbox = (
         Sandbox.objects.select_related("project")
         .filter(project__in=Project.objects.visible().filter(pk=project_id, user=user))
         .exclude(status=ResourceStatus.TERMINATED)
+        # Decrypted as the field itself is: the annotation has the field as its output.
+        .annotate(terminal_token=Subquery(token, output_field=Environment._meta.get_field("value")))
         .order_by("-pk")
         .first()
     )
@@ -143,7 +147,7 @@ def do_admit_terminal(user, project_id: int, session_name: str, client_address: 
         status = sandbox.status if sandbox else "missing"
         raise TerminalRefused(CLOSE_NOT_RUNNING, f"The sandbox is {status}, not RUNNING.")
     try:
-        upstream = get_sandbox_backend().terminal_upstream(terminal_spec(sandbox))
+        upstream = get_sandbox_backend().terminal_upstream(terminal_spec(sandbox, sandbox.terminal_token))
     except BackendError as error:
         raise TerminalRefused(CLOSE_UPSTREAM_GONE, str(error)) from error
     audit = TerminalSession.objects.create(

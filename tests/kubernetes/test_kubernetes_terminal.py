@@ -84,13 +84,18 @@ def test_upstream_credential_opens_a_real_ttyd_started_by_the_runtime_entrypoint
         local.delete(local_spec)
 
 
-def test_terminal_proxy_admits_a_running_kubernetes_sandbox(kubernetes_settings, fake_kubernetes, kube_user):
+def test_terminal_proxy_admits_a_running_kubernetes_sandbox(
+    kubernetes_settings, fake_kubernetes, kube_user, django_assert_num_queries
+):
     project = services.do_create_project(kube_user, name="Shop")
     sandbox = Sandbox.objects.get(project=project)
     backend = KubernetesSandboxBackend()
     observation = backend.create(build_spec(sandbox))
     Sandbox.objects.filter(pk=sandbox.pk).update(status="RUNNING", runtime_state=observation.runtime_state, k8s_namespace="team-a")
-    admission = do_admit_terminal(kube_user, project.pk, "main")
+    # The sandbox with its project and terminal token, the owner's kubeconfig, the audit row, the
+    # activity note (the first in its interval).
+    with django_assert_num_queries(4):
+        admission = do_admit_terminal(kube_user, project.pk, "main")
     assert admission.upstream.url == f"wss://{observation.runtime_state['terminal_host_label']}.apps.example.test/ws"
     token = build_spec(Sandbox.objects.get(pk=sandbox.pk)).environment["TTYD_ACCESS_TOKEN"]
     assert base64.b64decode(admission.upstream.auth_token).decode() == f"agent:{token}"
