@@ -11,6 +11,7 @@ from django.http import Http404, HttpResponsePermanentRedirect, HttpResponseServ
 from django.shortcuts import render
 from django.template import loader
 from django.urls import Resolver404, resolve
+from django.utils.http import escape_leading_slashes
 
 
 def not_found(request, exception=None):
@@ -27,7 +28,8 @@ def unknown_path(request):
         except Resolver404:
             match = None
         if match is not None and match.func is not unknown_path:
-            return HttpResponsePermanentRedirect(request.get_full_path(force_append_slash=True))
+            # As CommonMiddleware does: '//host/…' must not become a redirect to another site.
+            return HttpResponsePermanentRedirect(escape_leading_slashes(request.get_full_path(force_append_slash=True)))
     return not_found(request)
 
 
