@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DataError
 from django.http import UnreadablePostError
 from django.http import Http404, JsonResponse
+from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
@@ -125,6 +126,9 @@ def bad_input_failure(exc) -> ApiFailure | None:
         return ApiFailure(too_large_message(settings.DATA_UPLOAD_MAX_MEMORY_SIZE), "REQUEST_TOO_LARGE", 413)
     if isinstance(exc, (TooManyFieldsSent, TooManyFilesSent)):
         return ApiFailure("The request has too many fields or files; nothing was done.", "TOO_MANY_FIELDS", 400)
+    if isinstance(exc, MultiPartParserError):
+        # A multipart Content-Type without a boundary, or a body that does not follow it.
+        return ApiFailure("The body is not valid multipart form data; nothing was done.", "PARSE_ERROR", 400)
     if isinstance(exc, UnreadablePostError):
         return ApiFailure("The request body could not be read; send it again.", "UNREADABLE_BODY", 400)
     if isinstance(exc, DataError):
