@@ -45,14 +45,16 @@ def chaos(transactional_db, tmp_path):
     from django.db import connection
 
     # The backends the cut left behind (their clients gone) would keep the test database from
-    # being flushed: end them, as a dead server would have.
+    # being flushed: end them, as a dead server would have. Only those that came through the
+    # proxy: the run's platform server (live_platform) keeps its pooled sessions for later tests.
     connection.close()
     if connection.pool:
         connection.close_pool()
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() AND client_port = ANY(%s)",
+            [sorted(proxy.upstream_ports)],
         )
 
 

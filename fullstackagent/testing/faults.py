@@ -40,6 +40,9 @@ class TcpProxy:
         self.port = embedded.free_port()
         self._lock = threading.Lock()
         self._connections: list = []
+        # The local ports of every connection this proxy opened to the server: PostgreSQL's
+        # pg_stat_activity.client_port of the sessions that came through it.
+        self.upstream_ports: set[int] = set()
         self._listener = None
         self.restore()
 
@@ -99,6 +102,7 @@ class TcpProxy:
                 continue
             with self._lock:
                 self._connections += [client, upstream]
+                self.upstream_ports.add(upstream.getsockname()[1])
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
 
