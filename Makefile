@@ -26,7 +26,7 @@ run: install
 	$(PY) -m fullstackagent.devtools.launcher
 
 # The suite runs on TEST_WORKERS pytest-xdist workers, each with its own test database, Redis and
-# sandboxes (fullstackagent.testing.plugin): with 2 on 2 CPUs, 5.7 to 6.2 minutes against 11 in
+# sandboxes (fullstackagent.testing.plugin): with 2 on 2 CPUs, 5.7 to 6.7 minutes against 11 in
 # one process (TEST_WORKERS=0), much of each test being waits on real processes. Tests marked serial
 # (time bounds of a second or so) run afterwards, alone.
 TEST_WORKERS ?= 2
