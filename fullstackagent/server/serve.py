@@ -29,16 +29,21 @@ APPLICATION = "fullstackagent.asgi:application"
 PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
-def default_processes() -> int:
-    """WEB_PROCESSES, else one process per CPU."""
+def _from_environment(read):
+    """A setting read by ``read()``; a bad value stops this command with the message naming it."""
     from django.core.exceptions import ImproperlyConfigured
 
-    from fullstackagent.config import env_int
-
     try:
-        return env_int("WEB_PROCESSES", os.cpu_count() or 1, minimum=1)
+        return read()
     except ImproperlyConfigured as error:
         raise SystemExit(f"fullstackagent.server.serve: {error}") from None
+
+
+def default_processes() -> int:
+    """WEB_PROCESSES, else one process per CPU."""
+    from fullstackagent.config import env_int
+
+    return _from_environment(lambda: env_int("WEB_PROCESSES", os.cpu_count() or 1, minimum=1))
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -65,15 +70,9 @@ def access_log_options() -> list[str]:
     """daphne writes a line per request to stdout unless told -v 0: WEB_ACCESS_LOG turns it on.
     Off by default: the line cost 3-5 % of a small API request's CPU (bench/api.py), and the
     requests are counted by /metrics; a load balancer or ingress in front keeps its own log."""
-    from django.core.exceptions import ImproperlyConfigured
-
     from fullstackagent.config import env_bool
 
-    try:
-        wanted = env_bool("WEB_ACCESS_LOG", False)
-    except ImproperlyConfigured as error:
-        raise SystemExit(f"fullstackagent.server.serve: {error}") from None
-    return ["--access-log", "-"] if wanted else ["-v", "0"]
+    return ["--access-log", "-"] if _from_environment(lambda: env_bool("WEB_ACCESS_LOG", False)) else ["-v", "0"]
 
 
 def daphne_command(fd: int, extra: list[str]) -> list[str]:
