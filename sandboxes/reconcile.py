@@ -83,18 +83,27 @@ def terminal_spec(sandbox: Sandbox, token=_NOT_LOADED) -> SandboxSpec:
         kubeconfig = (
             UserConfig.objects.filter(user_id=project.user_id, key=ConfigKey.KUBECONFIG).values_list("value", flat=True).first()
         )
-    environment = {TERMINAL_TOKEN_KEY: token} if token else {}
+    return terminal_spec_of(
+        sandbox_id=sandbox.pk, name=sandbox.name, namespace=sandbox.k8s_namespace, runtime_state=sandbox.runtime_state,
+        project_id=project.pk, project_name=project.name, project_k8s_name=project.k8s_name, user_id=project.user_id,
+        token=token, kubeconfig=kubeconfig,
+    )
+
+
+def terminal_spec_of(*, sandbox_id, name, namespace, runtime_state, project_id, project_name, project_k8s_name, user_id,
+                     token, kubeconfig) -> SandboxSpec:
+    """terminal_spec from values already read (sandboxes.terminal reads them in one query)."""
     return SandboxSpec(
-        sandbox_id=sandbox.pk,
-        name=sandbox.name,
-        project_id=project.pk,
-        project_name=project.name,
-        project_k8s_name=project.k8s_name,
-        namespace=sandbox.k8s_namespace,
-        owner=Owner(user_id=project.user_id, kubeconfig=kubeconfig or None),
-        environment=environment,
+        sandbox_id=sandbox_id,
+        name=name,
+        project_id=project_id,
+        project_name=project_name,
+        project_k8s_name=project_k8s_name,
+        namespace=namespace,
+        owner=Owner(user_id=user_id, kubeconfig=kubeconfig or None),
+        environment={TERMINAL_TOKEN_KEY: token} if token else {},
         environment_hash="",  # not known here, and not needed for a terminal
-        runtime_state=dict(sandbox.runtime_state or {}),
+        runtime_state=dict(runtime_state or {}),
     )
 
 

@@ -8,6 +8,7 @@ inside the consumer.
 """
 
 import fcntl
+import functools
 import re
 import time
 from contextlib import contextmanager
@@ -18,21 +19,27 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.contrib.auth import get_user
-from django.db.models import F, OuterRef, Subquery
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user, get_user_model, load_backend
+from django.contrib.auth.backends import ModelBackend
+from django.contrib.sessions.models import Session
+from django.core.exceptions import ValidationError
+from django.db import connection
+from django.db.models import OuterRef, Subquery
 from django.http.request import split_domain_port, validate_host
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare
 
 from fullstackagent.backends import BackendError
 from fullstackagent.reconcile import mark_due
-from fullstackagent.status import ResourceStatus
+from fullstackagent.status import ProjectStatus, ResourceStatus
+from identities.models import ConfigKey, UserConfig
 from projects.models import Environment, Project
 from sandboxes.activity import note_activity
 from sandboxes.backends import get_sandbox_backend
 from sandboxes.backends.base import TerminalUpstream
 from sandboxes.models import Sandbox, TerminalSession
 from sandboxes.environment import TERMINAL_TOKEN_KEY
-from sandboxes.reconcile import build_spec, terminal_spec
+from sandboxes.reconcile import build_spec, terminal_spec, terminal_spec_of
 
 # Close codes the browser gets, one per reason (4000-4999 is the application range of RFC 6455).
 # The page (static/js/terminal.js) maps each to a message and decides whether to reconnect.
@@ -160,11 +167,162 @@ def do_admit_terminal(user, project_id: int, session_name: str, client_address: 
 def do_admit_session(session, project_id: int, session_name: str, client_address: str = ""):
     """The whole admission of a websocket, in one call (one thread hop from the relay): who the
     session's user is (as Django's get_user: the session's auth hash must still match), then
-    do_admit_terminal. Returns (user, admission); raises TerminalRefused (4401 not signed in)."""
+    do_admit_terminal. Returns (user, admission); raises TerminalRefused (4401 not signed in).
+
+    The usual case, the owner opening their project's terminal, is read in one query
+    (``_admit_in_one_query``); anything else (a refusal, a session that needs Django's own care)
+    takes the general path below, whose answers are the same."""
+    admitted = _admit_in_one_query(session, project_id, session_name, client_address)
+    if admitted is not None:
+        return admitted
     user = get_user(SimpleNamespace(session=session)) if session is not None else None
     if user is None or not user.is_authenticated:
         raise TerminalRefused(CLOSE_NOT_SIGNED_IN, "Not signed in.")
     return user, do_admit_terminal(user, project_id, session_name, client_address)
+
+
+# --- the admission in one query ------------------------------------------------------------------
+# Opening a terminal is the platform's most frequent authenticated act after page loads (every tab,
+# every reconnect after a deploy), and the ORM spent most of an admission compiling its queries
+# (py-spy on daphne during bench/terminal.py's storm: the sandbox query's compilation alone was a
+# quarter of daphne's CPU). The owner's case reads the session, the project, its owner, its sandbox,
+# its terminal token and the owner's kubeconfig in one statement written once per process; the
+# audit row is one INSERT and its close one UPDATE, written the same way.
+
+
+@functools.cache
+def _admission_statement() -> tuple[str, list]:
+    """The statement, and the user model's fields in the order of its last columns."""
+    user_model = get_user_model()
+    user_fields = list(user_model._meta.concrete_fields)
+    quote = connection.ops.quote_name
+
+    def table(model):
+        return quote(model._meta.db_table)
+
+    def column(model, name):
+        return quote(model._meta.get_field(name).column)
+
+    user_columns = ", ".join(f"u.{quote(field.column)}" for field in user_fields)
+    sql = (
+        f"SELECT s.{column(Session, 'session_data')}, p.{column(Project, 'id')}, p.{column(Project, 'name')}, "
+        f"p.{column(Project, 'k8s_name')}, sb.{column(Sandbox, 'id')}, sb.{column(Sandbox, 'name')}, "
+        f"sb.{column(Sandbox, 'status')}, sb.{column(Sandbox, 'k8s_namespace')}, sb.{column(Sandbox, 'runtime_state')}, "
+        f"(SELECT e.{column(Environment, 'value')} FROM {table(Environment)} e "
+        f"WHERE e.{column(Environment, 'project')} = p.{column(Project, 'id')} AND e.{column(Environment, 'key')} = %s LIMIT 1), "
+        f"(SELECT c.{column(UserConfig, 'value')} FROM {table(UserConfig)} c "
+        f"WHERE c.{column(UserConfig, 'user')} = p.{column(Project, 'user')} AND c.{column(UserConfig, 'key')} = %s "
+        f"AND %s LIMIT 1), "
+        f"{user_columns} "
+        f"FROM {table(Session)} s "
+        f"JOIN {table(Project)} p ON p.{column(Project, 'id')} = %s AND p.{column(Project, 'status')} <> %s "
+        f"JOIN {table(user_model)} u ON u.{quote(user_model._meta.pk.column)} = p.{column(Project, 'user')} "
+        f"LEFT JOIN {table(Sandbox)} sb ON sb.{column(Sandbox, 'project')} = p.{column(Project, 'id')} "
+        f"AND sb.{column(Sandbox, 'status')} <> %s "
+        f"WHERE s.{column(Session, 'session_key')} = %s AND s.{column(Session, 'expire_date')} > %s"
+    )
+    return sql, user_fields
+
+
+@functools.cache
+def _audit_insert_sql() -> str:
+    quote = connection.ops.quote_name
+    fields = [TerminalSession._meta.get_field(name) for name in (
+        "sandbox", "user", "session_name", "client_address", "started", "bytes_from_browser", "bytes_to_browser",
+    )]
+    return (
+        f"INSERT INTO {quote(TerminalSession._meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) "
+        f"VALUES (%s, %s, %s, %s, %s, 0, 0) RETURNING {quote(TerminalSession._meta.pk.column)}"
+    )
+
+
+@functools.cache
+def _audit_close_sql() -> str:
+    quote = connection.ops.quote_name
+    table = quote(TerminalSession._meta.db_table)
+    ended, sent, received, code, pk = (
+        quote(TerminalSession._meta.get_field(name).column)
+        for name in ("ended", "bytes_from_browser", "bytes_to_browser", "close_code", "id")
+    )
+    return (
+        f"UPDATE {table} SET {ended} = %s, {sent} = {sent} + %s, {received} = {received} + %s, {code} = %s "
+        f"WHERE {pk} = %s AND {ended} IS NULL"
+    )
+
+
+def _session_user_is(session, owner) -> bool:
+    """Whether the session is signed in as ``owner`` by the rules of Django's get_user (a listed
+    backend that lets the user in, the session's auth hash equal to the user's current one).
+    False sends the caller to the general path, which then gives the exact answer (and does what
+    Django does with a stale session: a hash from a fallback secret is renewed, any other flushed)."""
+    try:
+        user_id = owner._meta.pk.to_python(session[SESSION_KEY])
+        backend_path = session[BACKEND_SESSION_KEY]
+        session_hash = session.get(HASH_SESSION_KEY)
+    except (KeyError, ValidationError):
+        return False
+    if user_id != owner.pk or backend_path not in settings.AUTHENTICATION_BACKENDS:
+        return False
+    backend = load_backend(backend_path)
+    if not isinstance(backend, ModelBackend) or not backend.user_can_authenticate(owner):
+        return False
+    return bool(session_hash) and constant_time_compare(session_hash, owner.get_session_auth_hash())
+
+
+def _admit_in_one_query(session, project_id: int, session_name: str, client_address: str):
+    """(user, admission) when the session's user owns the project, read in one query; None when
+    the general path must decide (no such session or project, someone else's project, an unusual
+    session). Refusals it is sure of (the owner's sandbox not RUNNING, its terminal unreachable)
+    are raised as the general path raises them."""
+    session_key = getattr(session, "session_key", None)
+    if not session_key:
+        return None
+    kubernetes = settings.SANDBOX_BACKEND == "kubernetes"
+    sql, user_fields = _admission_statement()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [
+            TERMINAL_TOKEN_KEY, ConfigKey.KUBECONFIG, kubernetes, project_id, ProjectStatus.TERMINATED,
+            ResourceStatus.TERMINATED, session_key, timezone.now(),
+        ])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    (session_data, project_pk, project_name, project_k8s_name, sandbox_pk, sandbox_name, sandbox_status,
+     namespace, runtime_state, token, kubeconfig, *user_values) = row
+    owner = get_user_model().from_db(
+        connection.alias, [field.attname for field in user_fields],
+        [_from_db(field, value) for field, value in zip(user_fields, user_values)],
+    )
+    # The session's data as its store would load it (the same row, the same decoding), kept on the
+    # session object: the relay's later checks read it from there.
+    session._session_cache = session.decode(session_data)
+    if not _session_user_is(session, owner):
+        return None
+    if sandbox_pk is None or sandbox_status != ResourceStatus.RUNNING:
+        raise TerminalRefused(CLOSE_NOT_RUNNING, f"The sandbox is {sandbox_status or 'missing'}, not RUNNING.")
+    spec = terminal_spec_of(
+        sandbox_id=sandbox_pk, name=sandbox_name, namespace=namespace,
+        runtime_state=_from_db(Sandbox._meta.get_field("runtime_state"), runtime_state),
+        project_id=project_pk, project_name=project_name, project_k8s_name=project_k8s_name, user_id=owner.pk,
+        token=_from_db(Environment._meta.get_field("value"), token),
+        kubeconfig=_from_db(UserConfig._meta.get_field("value"), kubeconfig),
+    )
+    try:
+        upstream = get_sandbox_backend().terminal_upstream(spec)
+    except BackendError as error:
+        raise TerminalRefused(CLOSE_UPSTREAM_GONE, str(error)) from error
+    with connection.cursor() as cursor:
+        cursor.execute(_audit_insert_sql(), [sandbox_pk, owner.pk, session_name, client_address[:64], timezone.now()])
+        audit_pk = cursor.fetchone()[0]
+    note_activity(sandbox_pk)
+    return owner, TerminalAdmission(terminal_session_id=audit_pk, upstream=upstream, sandbox_id=sandbox_pk)
+
+
+def _from_db(field, value):
+    """A column's value as the ORM would give it (decrypted, JSON decoded)."""
+    if value is None or not hasattr(field, "from_db_value"):
+        return value
+    return field.from_db_value(value, None, connection)
 
 
 def terminal_lapsed(user_id: int, session, project_id: int) -> int | None:
@@ -189,12 +347,10 @@ def terminal_lapsed(user_id: int, session, project_id: int) -> int | None:
 
 def do_finish_terminal(terminal_session_id: int, *, bytes_from_browser: int, bytes_to_browser: int, close_code: int):
     """Closes the audit entry once, when the connection ends (never per frame: the relay stays lean)."""
-    TerminalSession.objects.filter(pk=terminal_session_id, ended__isnull=True).update(
-        ended=timezone.now(),
-        bytes_from_browser=F("bytes_from_browser") + bytes_from_browser,
-        bytes_to_browser=F("bytes_to_browser") + bytes_to_browser,
-        close_code=close_code,
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _audit_close_sql(), [timezone.now(), bytes_from_browser, bytes_to_browser, close_code, terminal_session_id]
+        )
     if close_code == CLOSE_UPSTREAM_GONE:
         # The relay saw the terminal server go away: the next scan (a few seconds) looks at the
         # sandbox, rather than the next drift check, so its status does not say RUNNING for long.
