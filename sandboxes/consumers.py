@@ -59,7 +59,10 @@ async def connect_upstream(upstream, session_name: str):
     """Opens the websocket to ttyd. A module-level function so tests can count the connections.
 
     Compression off: terminal output is small frames and the hop is local or in-cluster, where
-    deflate costs more CPU than it saves. No size limit: ttyd sends what the shell printed.
+    deflate costs more CPU than it saves. No size limit: ttyd sends what the shell printed. No
+    proxy from the environment: the upstream is the platform's own sandbox, and HTTPS_PROXY (for
+    calls to the outside) must not carry a terminal credential elsewhere; looking it up was also
+    a tenth of the connection's CPU.
     """
     separator = "&" if "?" in upstream.url else "?"
     return await websockets.connect(
@@ -68,6 +71,7 @@ async def connect_upstream(upstream, session_name: str):
         additional_headers=dict(upstream.headers),
         compression=None,
         max_size=None,
+        proxy=None,
         open_timeout=UPSTREAM_OPEN_TIMEOUT_SECONDS,
         ping_interval=UPSTREAM_PING_SECONDS,
         ping_timeout=UPSTREAM_PING_SECONDS,

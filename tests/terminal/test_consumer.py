@@ -232,3 +232,50 @@ def test_origin_rules():
     assert not origin_allowed("null", "platform.example")
     assert not origin_allowed(None, "platform.example")
     assert not origin_allowed("https://platform.example", None)
+
+
+def test_an_outbound_proxy_in_the_environment_never_sees_the_terminal(running_project, user, monkeypatch):
+    """HTTPS_PROXY and friends are for calls to the outside; the relay's upstream is the platform's
+    own sandbox, and its handshake carries the terminal credential."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    accepted = []
+    stop = threading.Event()
+
+    def proxy():
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                continue
+            accepted.append(connection.recv(4096))
+            connection.close()
+
+    thread = threading.Thread(target=proxy, daemon=True)
+    thread.start()
+    proxy_url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.setenv(name, proxy_url)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    communicator = terminal_communicator(running_project.pk, cookie=session_cookie(user))
+
+    async def session():
+        connected, _ = await communicator.connect()
+        assert connected
+        await communicator.send_to(bytes_data=b'{"columns": 80, "rows": 24}')
+        await communicator.send_to(bytes_data=b"0echo proxied-$((2+3))\r")
+        output, _ = await read_until(communicator, "proxied-5")
+        await communicator.disconnect(code=1000, timeout=5)
+        return output
+
+    try:
+        assert "proxied-5" in run(session())
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+    assert accepted == []
