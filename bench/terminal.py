@@ -10,14 +10,19 @@ By default the sandbox's terminals run without tmux (a project variable TMUX_BIN
 which runtime/terminal-session.sh answers with a plain shell): tmux redraws the screen instead of
 passing every byte on, and sends fewer bytes to a slower reader, so through tmux "bytes received
 per second" would not measure the relay. `--with-tmux` measures the chain users get instead, and
-compares the time until the whole output has been shown (its inverse is the throughput).
+compares the time until the whole output has been shown (its inverse is the throughput). With tmux
+the storm's terminals are sessions of one tmux server, which refreshes every attached client's
+status line when a session is created (about 150 bytes each): N terminals opened in one sandbox
+relay N*N/2 status lines, a cost of tmux with that many tabs in one sandbox rather than of the relay.
 Then a reconnect storm (``--opens``): that many terminals opened at once on each path, each until
 its prompt; the wall time of each storm and daphne's CPU per relayed open (the admission: session,
-project, sandbox, audit row, the upstream handshake).
+project, sandbox, audit row, the upstream handshake). While the relay's storm terminals stay open
+(idle), echo is measured again on both paths.
 Ends with the lines
     throughput ratio (relay/direct): 0.95
-    echo p50: direct 0.15 ms, relay 0.40 ms
+    echo p50: direct 0.15 ms, relay 0.40 ms (+0.25 ms)
     400 opens at once: direct 2.30 s, relay 3.10 s (ratio 1.35); daphne CPU per relay open 6.0 ms
+    echo p50 with 400 relayed terminals open: direct 0.20 ms, relay 0.60 ms (+0.40 ms)
     daphne memory: 114 MiB before, 136 MiB with 400 relayed terminals open, 135 MiB after they closed
 """
 
@@ -129,11 +134,7 @@ def start_daphne(platform, port: int) -> subprocess.Popen:
 
 async def measure(paths: dict, args) -> dict:
     results = {mode: {"throughput": [], "echo": []} for mode in paths}
-    terminals = {}
-    for mode, (url, headers, subprotocols, init) in paths.items():
-        terminals[mode] = await Terminal.open(
-            url, headers=headers, subprotocols=subprotocols, init={"columns": 120, "rows": 40, **init}
-        )
+    terminals = await open_pair(paths)
     try:
         # Alternating rounds: a busy neighbour on the machine slows both paths alike.
         for _ in range(args.rounds):
@@ -146,19 +147,37 @@ async def measure(paths: dict, args) -> dict:
                     f"  {mode:6} {rate / 1e6:7.2f} MB/s received ({received / 1e6:.1f} MB in "
                     f"{terminals[mode].frames} frames), done in {elapsed:.2f} s"
                 )
-        # Echo samples alternate one by one, for the same reason.
+        echoes = await echo_samples(terminals, args.echoes)
         for mode in terminals:
-            await terminals[mode].clear_line()
-        for index in range(args.echoes):
-            if index and index % 40 == 0:
-                for terminal in terminals.values():
-                    await terminal.clear_line()
-            for mode in ("direct", "relay"):
-                results[mode]["echo"].append(await terminals[mode].echo())
+            results[mode]["echo"] = echoes[mode]
     finally:
         for terminal in terminals.values():
             await terminal.close()
     return results
+
+
+async def open_pair(paths: dict) -> dict:
+    terminals = {}
+    for mode, (url, headers, subprotocols, init) in paths.items():
+        terminals[mode] = await Terminal.open(
+            url, headers=headers, subprotocols=subprotocols, init={"columns": 120, "rows": 40, **init}
+        )
+    return terminals
+
+
+async def echo_samples(terminals: dict, count: int) -> dict:
+    """Keystroke echo times on each path, alternating one by one (a busy neighbour on the machine
+    slows both alike)."""
+    samples = {mode: [] for mode in terminals}
+    for terminal in terminals.values():
+        await terminal.clear_line()
+    for index in range(count):
+        if index and index % 40 == 0:
+            for terminal in terminals.values():
+                await terminal.clear_line()
+        for mode in ("direct", "relay"):
+            samples[mode].append(await terminals[mode].echo())
+    return samples
 
 
 def _rss_mib(pid: int) -> float:
@@ -173,10 +192,11 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def open_many(paths: dict, count: int, daphne_pid: int) -> dict:
+async def open_many(paths: dict, count: int, daphne_pid: int, echoes: int) -> dict:
     """A reconnect storm: ``count`` terminals opened at once on each path (each to its prompt),
     direct first, then through the relay; the wall time of each, daphne's CPU per relay open, and
-    its resident memory before the relay's storm, with its terminals open, and after they closed."""
+    its resident memory before the relay's storm, with its terminals open, and after they closed.
+    While the relay's terminals are open (idle), ``echoes`` echo samples on each path."""
     results = {}
     for mode in ("direct", "relay"):
         if mode == "relay":
@@ -197,6 +217,11 @@ async def open_many(paths: dict, count: int, daphne_pid: int) -> dict:
         results[f"{mode}_cpu_ms"] = (_cpu_seconds(daphne_pid) - cpu_before) * 1000 / count
         if mode == "relay":
             results["rss_open"] = _rss_mib(daphne_pid)
+            pair = await open_pair(paths)
+            try:
+                results["echo_with_open"] = await echo_samples(pair, echoes)
+            finally:
+                await asyncio.gather(*(terminal.close() for terminal in pair.values()))
         await asyncio.gather(*(terminal.close() for terminal in terminals))
         await asyncio.sleep(1)  # the shells end before the other path's storm
     await asyncio.sleep(5)  # whatever the process gives back after a burst, it has by now
@@ -218,6 +243,9 @@ def main() -> None:
     args = parser.parse_args()
     if not args.debug:
         production_settings()
+    # The storm's terminals are processes in one sandbox (with tmux, three each); the sandbox's
+    # process limit is not what this measures.
+    os.environ.setdefault("LOCAL_SANDBOX_MAX_PROCESSES", str(max(1024, 4 * args.opens + 64)))
 
     with BenchPlatform("terminal") as platform:
         from django.contrib.auth import get_user_model
@@ -264,7 +292,7 @@ def main() -> None:
         }
         try:
             results = asyncio.run(measure(paths, args))
-            storm = asyncio.run(open_many(paths, args.opens, daphne.pid)) if args.opens else None
+            storm = asyncio.run(open_many(paths, args.opens, daphne.pid, args.echoes // 2)) if args.opens else None
         finally:
             backend.delete(spec)
 
@@ -276,11 +304,16 @@ def main() -> None:
         print(f"throughput: direct {throughput['direct'] / 1e6:.2f} MB/s, relay {throughput['relay'] / 1e6:.2f} MB/s (medians of {args.rounds})")
     print(f"echo samples: {len(results['direct']['echo'])} per path; p90 direct {statistics.quantiles(results['direct']['echo'], n=10)[-1]:.2f} ms, relay {statistics.quantiles(results['relay']['echo'], n=10)[-1]:.2f} ms")
     print(f"throughput ratio (relay/direct): {throughput['relay'] / throughput['direct']:.2f}")
-    print(f"echo p50: direct {echo['direct']:.2f} ms, relay {echo['relay']:.2f} ms")
+    print(f"echo p50: direct {echo['direct']:.2f} ms, relay {echo['relay']:.2f} ms (+{echo['relay'] - echo['direct']:.2f} ms)")
     if storm:
         print(
             f"{args.opens} opens at once: direct {storm['direct']:.2f} s, relay {storm['relay']:.2f} s "
             f"(ratio {storm['relay'] / storm['direct']:.2f}); daphne CPU per relay open {storm['relay_cpu_ms']:.1f} ms"
+        )
+        with_open = {mode: statistics.median(values) for mode, values in storm["echo_with_open"].items()}
+        print(
+            f"echo p50 with {args.opens} relayed terminals open: direct {with_open['direct']:.2f} ms, relay "
+            f"{with_open['relay']:.2f} ms (+{with_open['relay'] - with_open['direct']:.2f} ms)"
         )
         print(
             f"daphne memory: {storm['rss_before']:.0f} MiB before, {storm['rss_open']:.0f} MiB with {args.opens} "

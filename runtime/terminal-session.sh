@@ -14,8 +14,6 @@ claude_bin=${CLAUDE_BIN:-claude}
 user_shell=${SHELL:-/bin/bash}
 workdir=${WORKSPACE_DIR:-$HOME}
 marker=${FULLSTACKAGENT_RUN_DIR:-/tmp}/fullstackagent-claude-started
-# The original terminal kept 10 000 lines of scrollback.
-history_limit=10000
 # Spelled out rather than A-Za-z0-9: ranges in bracket expressions follow the
 # locale's collation, and some locales put other letters inside them.
 name_chars=ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-
@@ -68,6 +66,9 @@ agent_then_shell='"$0" ${FULLSTACKAGENT_SYSTEM_PROMPT:+--append-system-prompt "$
 # shellcheck disable=SC2016  # expanded by the inner shell, not this one
 welcome_then_shell='/bin/sh "$0"; exec "$1" -l'
 welcome_bin=${WELCOME_BIN:-$(dirname -- "$0")/welcome.sh}
+# Read by the tmux server when it starts (scrollback, status line): not set by
+# each new session, which would redraw every other open terminal.
+tmux_conf=${TMUX_CONF:-$(dirname -- "$0")/tmux.conf}
 
 cd "$workdir" 2>/dev/null || cd "$HOME"
 
@@ -98,11 +99,6 @@ if claim_first_terminal; then
         set -- "$@" /bin/sh -c "$welcome_then_shell" "$welcome_bin" "$user_shell"
     fi
 fi
-# history-limit applies to panes created after it is set, hence one command list
-# with the option first. -A attaches instead if another tab created the session
-# between has-session and here. status-interval 0: the status line is redrawn
-# when something changes, not every 15 s for its clock, so a terminal tab left
-# open sends nothing while nothing happens (terminal output counts as use of the
-# sandbox, which keeps it from being stopped as idle).
-exec "$tmux_bin" set-option -g history-limit "$history_limit" \; \
-    set-option -g status-interval 0 \; "$@"
+# -A attaches instead if another tab created the session between has-session and
+# here. -f applies only when this starts the server.
+exec "$tmux_bin" -f "$tmux_conf" "$@"

@@ -127,11 +127,14 @@ def test_dockerfile_copies_only_files_that_exist():
 
     sources = [word for words in copies for word in words[:-1] if not word.startswith("--")]
     assert sources == [
-        "template/", "bashrc", "entrypoint.sh", "terminal-session.sh", "welcome.sh", "bin/keep-awake", "environment.sh",
+        "template/", "bashrc", "entrypoint.sh", "terminal-session.sh", "welcome.sh", "tmux.conf", "bin/keep-awake",
+        "environment.sh",
     ]
     for source in sources:
         assert (RUNTIME / source).exists(), source
     assert ["--chmod=0755", "entrypoint.sh", "terminal-session.sh", "welcome.sh", "/opt/fullstackagent/bin/"] in copies
+    # Beside terminal-session.sh, which finds it there.
+    assert ["tmux.conf", "/opt/fullstackagent/bin/tmux.conf"] in copies
     assert ["--chmod=0755", "bin/keep-awake", "/usr/local/bin/keep-awake"] in copies
     # Login shells read the project's current variables (the mounted env Secret).
     assert ["environment.sh", "/etc/profile.d/fullstackagent-env.sh"] in copies

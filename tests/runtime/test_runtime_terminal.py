@@ -98,6 +98,45 @@ def test_reconnect_returns_to_the_same_tmux_session_with_its_scrollback(make_san
     second.close()
 
 
+def output_within(terminal, seconds):
+    """The output frames' bytes a terminal receives in the next ``seconds``."""
+    received = b""
+    deadline = time.monotonic() + seconds
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            frame = terminal.ws.recv(timeout=remaining)
+        except TimeoutError:
+            break
+        if isinstance(frame, bytes) and frame[:1] == b"0":
+            received += frame[1:]
+    return received
+
+
+def test_a_new_terminal_does_not_redraw_the_ones_already_open(make_sandbox):
+    """Each new terminal used to set tmux's global options, and tmux redraws every attached client
+    when one changes: with N tabs open, a new one sent N whole screens. The options come from the
+    tmux server's configuration now, read once."""
+    sandbox = make_sandbox()
+    sandbox.start()
+    first = sandbox.terminal(session="first")
+    first.read_until("demo:")
+    output_within(first, 2.0)  # whatever the first screen still had to say
+
+    second = sandbox.terminal(session="second")
+    second.read_until("demo:")
+    third = sandbox.terminal(session="third")
+    third.read_until("demo:")
+
+    redrawn = output_within(first, 1.0)
+    # The screen is not sent again (it was, once per new terminal); tmux still refreshes the
+    # status line (its last row, about 150 bytes) when a session is created.
+    assert b"Welcome" not in redrawn and len(redrawn) < 400, redrawn
+    assert sandbox.tmux("show-options", "-gv", "status-interval").stdout == "0\n"
+    assert sandbox.tmux("show-options", "-gv", "history-limit").stdout == "10000\n"
+    for terminal in (first, second, third):
+        terminal.close()
+
+
 @pytest.mark.parametrize("session", ["bad;name", "a" * 33, "x y"])
 def test_terminal_refuses_a_session_name_outside_the_allowed_characters(make_sandbox, session):
     sandbox = make_sandbox()
