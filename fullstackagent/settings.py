@@ -108,8 +108,8 @@ MIDDLEWARE = [
     # First: a request that failed because PostgreSQL is unreachable answers 503 (issue 13).
     "fullstackagent.availability.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    # The Content-Security-Policy of every response (CONTENT_SECURITY_POLICY below).
-    "csp.middleware.CSPMiddleware",
+    # The Content-Security-Policy of every response (CONTENT_SECURITY_POLICY below, built once).
+    "fullstackagent.content_security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # NUL characters and unreadable bodies get a 4xx before any view or query (issue 14).
     "fullstackagent.middleware.BadInputMiddleware",
