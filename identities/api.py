@@ -7,6 +7,7 @@ Routes (identities/api.py is included from projects/api_urls.py, under /api/):
 answer except the explicit reveal; a token's clear text appears once, in the answer that creates it.
 """
 
+import functools
 import re
 
 from django.template.loader import render_to_string
@@ -197,16 +198,33 @@ class SettingsMessageSerializer(serializers.Serializer):
 # --- views ---------------------------------------------------------------------------------------
 
 
+# The user's settings, by key: every settings page and the API's no-op read them. The ORM's own SQL
+# for the queryset, compiled once (compiling it was a third of the call: 1.2 ms against 0.8 ms run
+# through raw(), which still converts and decrypts each field as the ORM does).
+_NO_USER = -1
+
+
+@functools.cache
+def _user_configs_sql() -> str:
+    sql, params = UserConfig.objects.filter(user_id=_NO_USER).order_by("key").query.sql_with_params()
+    if params != (_NO_USER,):
+        raise AssertionError(f"the settings query has parameters besides the user: {params!r}")
+    return sql
+
+
+def user_configs(user) -> list[UserConfig]:
+    return list(UserConfig.objects.raw(_user_configs_sql(), [user.pk]))
+
+
 def _configs(user) -> dict[str, UserConfig]:
-    return {config.key: config for config in UserConfig.objects.filter(user=user)}
+    return {config.key: config for config in user_configs(user)}
 
 
 class UserConfigView(APIView):
     name = "User settings"  # the browsable API's title
     @extend_schema(operation_id="user_config_list", responses={200: ConfigListSerializer, **errors()})
     def get(self, request):
-        configs = UserConfig.objects.filter(user=request.user).order_by("key")
-        return Response(ConfigListSerializer({"configs": configs}).data)
+        return Response(ConfigListSerializer({"configs": user_configs(request.user)}).data)
 
     @extend_schema(
         operation_id="user_config_save",

@@ -85,6 +85,26 @@ def test_config_list_masks_secrets(api, user):
     assert "sk-ant-secret" not in response.content.decode()
 
 
+def test_config_list_is_the_users_own_settings_in_key_order_in_one_query(
+    api, user, other_user, django_assert_num_queries
+):
+    set_user_config(user, ConfigKey.ANTHROPIC_MODEL, "claude-sonnet-4")
+    set_user_config(user, ConfigKey.ANTHROPIC_BASE_URL, "https://models.example")
+    set_user_config(other_user, ConfigKey.ANTHROPIC_API_KEY, "sk-ant-mallorys")
+    set_user_config(other_user, "AAA_FIRST", "mallory's")
+
+    from identities.api import user_configs
+
+    with django_assert_num_queries(1):
+        mine = user_configs(user)
+    assert [(config.key, config.value) for config in mine] == [
+        ("ANTHROPIC_BASE_URL", "https://models.example"), ("ANTHROPIC_MODEL", "claude-sonnet-4"),
+    ]
+    # Decrypted as the ORM gives it (the stored column is ciphertext).
+    assert user_configs(other_user)[1].value == "sk-ant-mallorys"
+    assert [item["key"] for item in api.get("/api/user/config").json()["configs"]] == ["ANTHROPIC_BASE_URL", "ANTHROPIC_MODEL"]
+
+
 def test_config_save_and_remove_one_setting(api, user):
     saved = api.post("/api/user/config", {"key": "EDITOR_THEME", "value": "dark"}, format="json")
     removed = api.post("/api/user/config", {"key": "EDITOR_THEME", "value": ""}, format="json")
