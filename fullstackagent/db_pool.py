@@ -3,12 +3,16 @@
 With CONN_HEALTH_CHECKS, Django asks psycopg_pool to check every connection it lends
 (ConnectionPool.check_connection: one round trip to PostgreSQL), that is, once per request and per
 terminal admission: a tenth of a cheap request's time went to it. A connection given back a moment
-ago by a request that used it is as healthy as a check would find it; one that sat idle may have
-been cut (a PostgreSQL restart, a failover, a NAT timeout) and is still checked. A connection that
-breaks within that moment fails its request, which answers 503 and resets the pool
-(fullstackagent.availability), as any failure during a query does.
+ago by a request that used it is as healthy as a check would find it, unless the server ended it
+since: a server that ends a connection (a restart, pg_terminate_backend, a crash) sends its FATAL
+message or closes the socket, so an idle connection with anything to read is checked too (a
+zero-timeout poll of its socket, not a round trip). One that sat idle may have been cut silently
+(a failover, a NAT timeout) and is always checked. A connection that breaks silently within that
+moment fails its request, which answers 503 and resets the pool (fullstackagent.availability), as
+any failure during a query does.
 """
 
+import select
 import time
 import weakref
 
@@ -29,6 +33,16 @@ def check_unless_recently_used(connection) -> None:
     """The pool's ``check`` callback: raises (the pool discards the connection and lends another)
     when a connection that was idle for a while no longer answers."""
     returned = _returned_at.get(connection)
-    if returned is not None and time.monotonic() - returned < RECENTLY_USED_SECONDS:
+    if returned is not None and time.monotonic() - returned < RECENTLY_USED_SECONDS and not _server_spoke(connection):
         return
     ConnectionPool.check_connection(connection)
+
+
+def _server_spoke(connection) -> bool:
+    """Whether an idle connection has input waiting: nothing is sent to one that is well (no
+    LISTEN here), so anything is the server's goodbye or end-of-file."""
+    try:
+        readable, _, _ = select.select([connection.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)

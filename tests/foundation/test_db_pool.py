@@ -1,7 +1,9 @@
 """The pool lends a connection used a moment ago without a round trip, and still checks (and
-replaces) one that sat idle, so a connection cut while idle never fails a request."""
+replaces) one that sat idle or that the server ended, so a connection cut while idle never fails
+a request."""
 
 import time
+import urllib.error
 
 import psycopg
 import pytest
@@ -58,3 +60,61 @@ def test_a_connection_cut_while_idle_is_replaced_before_it_is_lent(pool, monkeyp
         answer = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
 
     assert answer != victim
+
+
+def test_a_connection_the_server_ended_a_moment_after_its_return_is_replaced(pool, monkeypatch, db):
+    """A PostgreSQL restart or pg_terminate_backend right after a request: the connection was given
+    back a moment ago, but the server's goodbye is waiting on its socket, so it is checked (and
+    replaced) instead of failing the next request with a 503."""
+    monkeypatch.setattr(db_pool, "RECENTLY_USED_SECONDS", 60.0)
+    checks = []
+    real_check = ConnectionPool.check_connection
+    monkeypatch.setattr(ConnectionPool, "check_connection", staticmethod(lambda conn: (checks.append(conn), real_check(conn))))
+    with pool.connection() as conn:
+        victim = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    with pool.connection() as conn:  # used a moment ago and well: lent without a check
+        assert conn.execute("SELECT pg_backend_pid()").fetchone()[0] == victim
+    checks_before = len(checks)
+    with psycopg.connect(settings.LOCAL_DATABASE_ADMIN_URL, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [victim])
+        # Until the backend is gone, its FATAL message is on its way.
+        deadline = time.monotonic() + 5
+        while admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [victim]).fetchone()[0]:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+
+    with pool.connection() as conn:
+        answer = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+
+    assert answer != victim
+    assert len(checks) > checks_before
+
+
+def test_ending_every_session_of_a_running_server_costs_no_request_a_503(live_platform, user):
+    """As after a PostgreSQL restart: every pooled connection of the platform's processes, all
+    given back moments ago, is ended by the server; the next requests are all answered."""
+    import urllib.request
+
+    from identities.tokens import do_create_api_token
+
+    token = do_create_api_token(user, name="pool")[1]
+
+    def status() -> int:
+        request = urllib.request.Request(f"{live_platform.url}/api/user/config", headers={"Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=20) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    assert [status() for _ in range(6)] == [200] * 6
+    with psycopg.connect(settings.LOCAL_DATABASE_ADMIN_URL, autocommit=True) as admin:
+        sessions = "FROM pg_stat_activity WHERE application_name = %s AND pid <> pg_backend_pid()"
+        ended = admin.execute(f"SELECT count(pg_terminate_backend(pid)) {sessions}", [live_platform.application_name]).fetchone()[0]
+        deadline = time.monotonic() + 5
+        while admin.execute(f"SELECT count(*) {sessions}", [live_platform.application_name]).fetchone()[0]:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    assert ended >= 1
+
+    assert [status() for _ in range(6)] == [200] * 6
