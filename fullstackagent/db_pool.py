@@ -10,6 +10,10 @@ zero-timeout poll of its socket, not a round trip). One that sat idle may have b
 (a failover, a NAT timeout) and is always checked. A connection that breaks silently within that
 moment fails its request, which answers 503 and resets the pool (fullstackagent.availability), as
 any failure during a query does.
+
+A connection that fails its check has the other idle ones checked at once: a restart ends them
+all, and psycopg_pool, finding a second broken one within one request's wait, backs off for a
+second before trying again, which the request does not have (a 503).
 """
 
 import select
@@ -29,13 +33,19 @@ def note_return(connection) -> None:
     _returned_at[connection] = time.monotonic()
 
 
-def check_unless_recently_used(connection) -> None:
+def check_unless_recently_used(connection, pool: ConnectionPool | None = None) -> None:
     """The pool's ``check`` callback: raises (the pool discards the connection and lends another)
-    when a connection that was idle for a while no longer answers."""
+    when a connection that was idle for a while, or that the server ended, no longer answers;
+    ``pool``'s other idle connections are checked then too."""
     returned = _returned_at.get(connection)
     if returned is not None and time.monotonic() - returned < RECENTLY_USED_SECONDS and not _server_spoke(connection):
         return
-    ConnectionPool.check_connection(connection)
+    try:
+        ConnectionPool.check_connection(connection)
+    except Exception:
+        if pool is not None:
+            pool.check()  # each idle connection: kept if it answers, replaced if not
+        raise
 
 
 def _server_spoke(connection) -> bool:

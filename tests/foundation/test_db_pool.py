@@ -2,6 +2,7 @@
 replaces) one that sat idle or that the server ended, so a connection cut while idle never fails
 a request."""
 
+import functools
 import time
 import urllib.error
 
@@ -31,7 +32,8 @@ def pool():
 
 def test_the_platform_pool_uses_the_cheap_check(db):
     assert settings.DATABASES["default"]["CONN_HEALTH_CHECKS"] is True
-    assert connection.pool._check is db_pool.check_unless_recently_used
+    assert connection.pool._check.func is db_pool.check_unless_recently_used
+    assert connection.pool._check.keywords == {"pool": connection.pool}
     assert connection.pool._reset is db_pool.note_return
 
 
@@ -88,6 +90,40 @@ def test_a_connection_the_server_ended_a_moment_after_its_return_is_replaced(poo
 
     assert answer != victim
     assert len(checks) > checks_before
+
+
+def test_when_every_pooled_connection_was_ended_one_wait_gets_a_new_one(db):
+    """A restart ends all of them. psycopg_pool, finding a second broken connection within one
+    getconn, waits a second before the next try: the request's whole wait. The first broken one
+    has the others checked (and replaced) at once."""
+    database = settings.DATABASES["default"]
+    pool = ConnectionPool(
+        kwargs={
+            "host": database["HOST"], "port": database["PORT"], "user": database["USER"],
+            "password": database["PASSWORD"], "dbname": database["NAME"], "autocommit": True,
+        },
+        min_size=3, max_size=3, open=False, timeout=1.0, reset=db_pool.note_return,
+    )
+    pool._check = functools.partial(db_pool.check_unless_recently_used, pool=pool)
+    pool.open(wait=True)
+    try:
+        held = [pool.getconn() for _ in range(3)]
+        victims = [conn.execute("SELECT pg_backend_pid()").fetchone()[0] for conn in held]
+        for conn in held:
+            pool.putconn(conn)  # all three given back a moment ago
+        with psycopg.connect(settings.LOCAL_DATABASE_ADMIN_URL, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", [victims])
+            deadline = time.monotonic() + 5
+            while admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", [victims]).fetchone()[0]:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+
+        # Within the one second a request waits (PoolTimeout after it, as without the check).
+        with pool.connection() as conn:
+            answer = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        assert answer not in victims
+    finally:
+        pool.close()
 
 
 def test_ending_every_session_of_a_running_server_costs_no_request_a_503(live_platform, user):
