@@ -30,10 +30,17 @@ run: install
 # one process (TEST_WORKERS=0), much of each test being waits on real processes. Tests marked serial
 # (time bounds of a second or so) run afterwards, alone.
 TEST_WORKERS ?= 2
+# The modules of the serial tests (their source says pytest.mark.serial; fullstackagent.testing.plugin
+# refuses a serial test marked otherwise): the serial part collects only them.
+SERIAL_MODULES = $(shell grep -rlE --include='test_*.py' 'pytest\.mark\.serial' tests)
+# With PYTHONDONTWRITEBYTECODE (set on some machines) nothing is cached between the suite's
+# processes: each pytest process rewrote every test module's assertions again (5 s of its 15 s of
+# collection here), each daphne and Celery worker compiled the platform's modules again.
+TEST_ENV := env -u PYTHONDONTWRITEBYTECODE
 
 test: install system-deps
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist load -m "not serial"
-	$(PY) -m pytest -m serial
+	$(TEST_ENV) $(PY) -m pytest -n $(TEST_WORKERS) --dist load -m "not serial"
+	$(TEST_ENV) $(PY) -m pytest -m serial $(SERIAL_MODULES)
 
 bench: install
 	$(PY) bench/reconcile.py

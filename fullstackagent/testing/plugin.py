@@ -108,3 +108,24 @@ def pytest_unconfigure(config):
     scratch = _started.pop("scratch", None)
     if scratch is not None:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+# `make test` runs the serial tests by naming the modules whose source says ``pytest.mark.serial``
+# (found with grep: collecting the whole suite again to run nine tests cost about 10 s). A test
+# marked any other way would run in neither part of `make test`, so that is refused here.
+SERIAL_MARK_IN_SOURCE = "pytest.mark.serial"
+
+
+def pytest_collection_modifyitems(session, config, items):
+    sources = {}
+    for item in items:
+        if item.get_closest_marker("serial") is None:
+            continue
+        path = Path(item.path)
+        if path not in sources:
+            sources[path] = SERIAL_MARK_IN_SOURCE in path.read_text()
+        if not sources[path]:
+            raise pytest.UsageError(
+                f"{item.nodeid} is marked serial, but its module's source does not say {SERIAL_MARK_IN_SOURCE}: "
+                "`make test` finds the serial tests by that text (Makefile)"
+            )
