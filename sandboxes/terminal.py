@@ -190,6 +190,10 @@ def do_admit_session(session, project_id: int, session_name: str, client_address
 # audit row is one INSERT and its close one UPDATE, written the same way.
 
 
+# Session stores whose sessions are rows of django_session (cached_db keeps the same rows).
+_SESSIONS_IN_THE_DATABASE = ("django.contrib.sessions.backends.db", "django.contrib.sessions.backends.cached_db")
+
+
 @functools.cache
 def _admission_statement() -> tuple[str, list]:
     """The statement, and the user model's fields in the order of its last columns."""
@@ -275,7 +279,7 @@ def _admit_in_one_query(session, project_id: int, session_name: str, client_addr
     session). Refusals it is sure of (the owner's sandbox not RUNNING, its terminal unreachable)
     are raised as the general path raises them."""
     session_key = getattr(session, "session_key", None)
-    if not session_key:
+    if not session_key or settings.SESSION_ENGINE not in _SESSIONS_IN_THE_DATABASE:
         return None
     kubernetes = settings.SANDBOX_BACKEND == "kubernetes"
     sql, user_fields = _admission_statement()

@@ -118,3 +118,15 @@ def test_a_session_signed_with_a_retired_secret_is_admitted_and_renewed_as_djang
     # Django's get_user moved the session to a new key with the current secret's hash.
     assert session.session_key != cookie
     assert session[HASH_SESSION_KEY] == user.get_session_auth_hash()
+
+
+def test_with_sessions_kept_elsewhere_the_general_path_admits(running_project, user, settings, django_assert_max_num_queries):
+    """The one statement reads django_session; with another session store (signed cookies here)
+    the admission goes the general way and does not look there."""
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
+    session = websocket_session(session_cookie(user))
+    with django_assert_max_num_queries(10) as queries:
+        admitted_user, admission = terminal.do_admit_session(session, running_project.pk, "main")
+    assert admitted_user.pk == user.pk
+    assert TerminalSession.objects.filter(pk=admission.terminal_session_id).exists()
+    assert not any(Session._meta.db_table in query["sql"] for query in queries.captured_queries)
