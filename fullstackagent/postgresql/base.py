@@ -2,7 +2,8 @@
 
 Django builds the pool itself (with ``check=ConnectionPool.check_connection`` under
 CONN_HEALTH_CHECKS) and takes no other check; this wrapper swaps in the one that skips connections
-used a moment ago, before the pool lends anything."""
+used a moment ago (and checks the pool's other idle ones when one fails), before the pool lends
+anything."""
 
 import functools
 

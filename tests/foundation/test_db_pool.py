@@ -5,6 +5,7 @@ a request."""
 import functools
 import time
 import urllib.error
+import urllib.request
 
 import psycopg
 import pytest
@@ -15,14 +16,31 @@ from psycopg_pool import ConnectionPool
 from fullstackagent import db_pool
 
 
+def connection_kwargs() -> dict:
+    database = settings.DATABASES["default"]
+    return {
+        "host": database["HOST"], "port": database["PORT"], "user": database["USER"],
+        "password": database["PASSWORD"], "dbname": database["NAME"], "autocommit": True,
+    }
+
+
+def end_backends(condition: str, parameters: list) -> int:
+    """Ends the sessions ``condition`` selects in pg_stat_activity, as a restart would, and waits
+    until their backends are gone (by then their goodbye is on the clients' sockets)."""
+    with psycopg.connect(settings.LOCAL_DATABASE_ADMIN_URL, autocommit=True) as admin:
+        selected = f"FROM pg_stat_activity WHERE ({condition}) AND pid <> pg_backend_pid()"
+        ended = admin.execute(f"SELECT count(pg_terminate_backend(pid)) {selected}", parameters).fetchone()[0]
+        deadline = time.monotonic() + 5
+        while admin.execute(f"SELECT count(*) {selected}", parameters).fetchone()[0]:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    return ended
+
+
 @pytest.fixture
 def pool():
-    database = settings.DATABASES["default"]
     pool = ConnectionPool(
-        kwargs={
-            "host": database["HOST"], "port": database["PORT"], "user": database["USER"],
-            "password": database["PASSWORD"], "dbname": database["NAME"], "autocommit": True,
-        },
+        kwargs=connection_kwargs(),
         min_size=1, max_size=1, open=True,
         check=db_pool.check_unless_recently_used, reset=db_pool.note_return,
     )
@@ -77,13 +95,7 @@ def test_a_connection_the_server_ended_a_moment_after_its_return_is_replaced(poo
     with pool.connection() as conn:  # used a moment ago and well: lent without a check
         assert conn.execute("SELECT pg_backend_pid()").fetchone()[0] == victim
     checks_before = len(checks)
-    with psycopg.connect(settings.LOCAL_DATABASE_ADMIN_URL, autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", [victim])
-        # Until the backend is gone, its FATAL message is on its way.
-        deadline = time.monotonic() + 5
-        while admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [victim]).fetchone()[0]:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+    assert end_backends("pid = %s", [victim]) == 1
 
     with pool.connection() as conn:
         answer = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
@@ -96,12 +108,8 @@ def test_when_every_pooled_connection_was_ended_one_wait_gets_a_new_one(db):
     """A restart ends all of them. psycopg_pool, finding a second broken connection within one
     getconn, waits a second before the next try: the request's whole wait. The first broken one
     has the others checked (and replaced) at once."""
-    database = settings.DATABASES["default"]
     pool = ConnectionPool(
-        kwargs={
-            "host": database["HOST"], "port": database["PORT"], "user": database["USER"],
-            "password": database["PASSWORD"], "dbname": database["NAME"], "autocommit": True,
-        },
+        kwargs=connection_kwargs(),
         min_size=3, max_size=3, open=False, timeout=1.0, reset=db_pool.note_return,
     )
     pool._check = functools.partial(db_pool.check_unless_recently_used, pool=pool)
@@ -111,12 +119,7 @@ def test_when_every_pooled_connection_was_ended_one_wait_gets_a_new_one(db):
         victims = [conn.execute("SELECT pg_backend_pid()").fetchone()[0] for conn in held]
         for conn in held:
             pool.putconn(conn)  # all three given back a moment ago
-        with psycopg.connect(settings.LOCAL_DATABASE_ADMIN_URL, autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", [victims])
-            deadline = time.monotonic() + 5
-            while admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", [victims]).fetchone()[0]:
-                assert time.monotonic() < deadline
-                time.sleep(0.01)
+        assert end_backends("pid = ANY(%s)", [victims]) == 3
 
         # Within the one second a request waits (PoolTimeout after it, as without the check).
         with pool.connection() as conn:
@@ -129,8 +132,6 @@ def test_when_every_pooled_connection_was_ended_one_wait_gets_a_new_one(db):
 def test_ending_every_session_of_a_running_server_costs_no_request_a_503(live_platform, user):
     """As after a PostgreSQL restart: every pooled connection of the platform's processes, all
     given back moments ago, is ended by the server; the next requests are all answered."""
-    import urllib.request
-
     from identities.tokens import do_create_api_token
 
     token = do_create_api_token(user, name="pool")[1]
@@ -144,13 +145,6 @@ def test_ending_every_session_of_a_running_server_costs_no_request_a_503(live_pl
             return error.code
 
     assert [status() for _ in range(6)] == [200] * 6
-    with psycopg.connect(settings.LOCAL_DATABASE_ADMIN_URL, autocommit=True) as admin:
-        sessions = "FROM pg_stat_activity WHERE application_name = %s AND pid <> pg_backend_pid()"
-        ended = admin.execute(f"SELECT count(pg_terminate_backend(pid)) {sessions}", [live_platform.application_name]).fetchone()[0]
-        deadline = time.monotonic() + 5
-        while admin.execute(f"SELECT count(*) {sessions}", [live_platform.application_name]).fetchone()[0]:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-    assert ended >= 1
+    assert end_backends("application_name = %s", [live_platform.application_name]) >= 1
 
     assert [status() for _ in range(6)] == [200] * 6
