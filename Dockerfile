@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # The FullstackAgent platform image: one image for every platform process. docker-compose.yml
-# runs it four ways: migrate (one-shot), web (daphne, the default CMD), worker and beat (Celery).
+# runs it four ways: migrate (one-shot), web (uvicorn, the default CMD), worker and beat (Celery).
 # Build from the repository root:   docker build -t fullstackagent:latest .
 # (The sandbox image that projects run in is a different one: runtime/Dockerfile.)
 

@@ -35,7 +35,7 @@ TEST_WORKERS ?= 2
 SERIAL_MODULES = $(shell grep -rlE --include='test_*.py' 'pytest\.mark\.serial' tests)
 # With PYTHONDONTWRITEBYTECODE (set on some machines) nothing is cached between the suite's
 # processes: each pytest process rewrote every test module's assertions again (5 s of its 15 s of
-# collection here), each daphne and Celery worker compiled the platform's modules again.
+# collection here), each web process and Celery worker compiled the platform's modules again.
 TEST_ENV := env -u PYTHONDONTWRITEBYTECODE
 
 test: install system-deps

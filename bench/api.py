@@ -1,7 +1,7 @@
 """API latency benchmark: create-project and list-projects with 20 concurrent clients.
 
 Starts the platform's web server as production runs it (``python -m fullstackagent.server.serve``: one
-daphne per CPU, DEBUG off) on a throw-away database (bench/_harness.py), gives every client its
+web process per CPU, DEBUG off) on a throw-away database (bench/_harness.py), gives every client its
 own user and personal API token, and has each client send its requests one after the other over
 one keep-alive connection (a closed loop: 20 requests in flight at all times, so latency is set by
 how many requests a second the machine serves). Latency is measured per request, from sending to
@@ -32,7 +32,7 @@ same machine, and the same clients call both, each call in rounds alternating ou
                           top them up to --listed)
 then the authenticated no-op from one client alone, and paced: every client one request per
 --paced-interval (20 clients x 0.1 s: 200 requests/s). CPU is counted per process tree: ours the
-daphnes, PostgreSQL and Redis; JupyterHub its one process (SQLite runs inside it) and the proxy it
+web processes, PostgreSQL and Redis; JupyterHub its one process (SQLite runs inside it) and the proxy it
 started (idle: the calls go to the hub's own port). Ends with (2 CPUs, load 4.1, this run's own included)
     | call                | ours req/s | JupyterHub req/s | ratio |        goal | ours CPU ms/req (server+db) | JupyterHub CPU ms/req |
     |---------------------|------------|------------------|-------|-------------|-----------------------------|-----------------------|
@@ -180,7 +180,7 @@ def cpu_seconds(roots: dict[str, int] | None = None) -> dict[str, float]:
             part, ancestor = part_of_root.get(ancestor), processes[ancestor][0]
         if pid == os.getpid():
             part = "client"
-        elif part is None and "server" not in roots and ("daphne" in command or "fullstackagent.server.serve" in command):
+        elif part is None and "server" not in roots and ("fullstackagent.server." in command):
             part = "server"
         elif part is None and "postgres" not in roots and (name.startswith("postgres") or "postgres" in command.split(" ")[0]):
             part = "postgres"
@@ -343,7 +343,7 @@ def report_side_by_side(args, ours: Side, theirs: Side, hub, listed: int, token_
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python bench/api.py",
-        description="create-project and list-projects latency with concurrent clients against a live daphne, "
+        description="create-project and list-projects latency with concurrent clients against the live platform, "
         "and the same calls side by side with JupyterHub's.",
     )
     parser.add_argument("--clients", type=int, default=20, help="concurrent clients, each its own user (default 20)")

@@ -4,7 +4,7 @@ JupyterHub is installed from PyPI into a virtualenv of its own under .state/benc
 runs, never a dependency of the platform), with configurable-http-proxy from npm beside it: the hub
 does not start without a proxy to talk to (it asks the proxy for its routes before it listens, even
 with ``ConfigurableHTTPProxy.should_start = False``). The benchmark never goes through the proxy: it
-calls the Hub API on the hub's own port, as the platform's API is called on daphne's.
+calls the Hub API on the hub's own port, as the platform's API is called on its web server's.
 
 The hub runs on its defaults (one process, SQLite, its INFO access log) but for what the benchmark
 needs: DummyAuthenticator, its files in a temporary folder, its ports on 127.0.0.1, and a service

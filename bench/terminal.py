@@ -1,6 +1,7 @@
 """Terminal relay benchmark: output throughput and keystroke echo latency, straight to a sandbox's ttyd
-and through the platform (daphne serving fullstackagent.asgi, signed in with a session cookie), in
-one run against the same local-backend sandbox (ttyd + tmux, as `make run` has it).
+and through the platform (one web process serving fullstackagent.asgi as fullstackagent.server.serve
+starts it, signed in with a session cookie), in one run against the same local-backend sandbox.
+``--server daphne`` runs daphne instead, the server of earlier versions, for comparison.
 
 Throughput: the shell prints `head -c SIZE /dev/zero | base64` and the client counts the bytes it
 receives until an end marker; bytes/s. Echo: one character typed, timed until its echo arrives;
@@ -15,15 +16,15 @@ the storm's terminals are sessions of one tmux server, which refreshes every att
 status line when a session is created (about 150 bytes each): N terminals opened in one sandbox
 relay N*N/2 status lines, a cost of tmux with that many tabs in one sandbox rather than of the relay.
 Then a reconnect storm (``--opens``): that many terminals opened at once on each path, each until
-its prompt; the wall time of each storm and daphne's CPU per relayed open (the admission: session,
+its prompt; the wall time of each storm and the web process's CPU per relayed open (the admission: session,
 project, sandbox, audit row, the upstream handshake). While the relay's storm terminals stay open
 (idle), echo is measured again on both paths.
 Ends with the lines
     throughput ratio (relay/direct): 0.95
     echo p50: direct 0.15 ms, relay 0.40 ms (+0.25 ms)
-    400 opens at once: direct 2.30 s, relay 3.10 s (ratio 1.35); daphne CPU per relay open 6.0 ms
+    400 opens at once: direct 2.30 s, relay 3.10 s (ratio 1.35); web process CPU per relay open 6.0 ms
     echo p50 with 400 relayed terminals open: direct 0.20 ms, relay 0.60 ms (+0.40 ms)
-    daphne memory: 114 MiB before, 136 MiB with 400 relayed terminals open, 135 MiB after they closed
+    web process memory: 114 MiB before, 136 MiB with 400 relayed terminals open, 135 MiB after they closed
 """
 
 import argparse
@@ -112,22 +113,35 @@ class Terminal:
         await self.websocket.close()
 
 
-def start_daphne(platform, port: int) -> subprocess.Popen:
-    """One daphne with the options fullstackagent.server.serve gives each of its daphnes."""
+def start_server(platform, port: int, server: str) -> subprocess.Popen:
+    """One web process with the options fullstackagent.server.serve gives each of its own; or one
+    daphne as the platform ran it before (``--server daphne``)."""
     from fullstackagent.devtools.embedded import port_open
-    from fullstackagent.server.serve import access_log_options
+    from fullstackagent.server.serve import access_log_options, listening_socket, web_process_command
 
-    log = open(platform.scratch / "daphne.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "--websocket_timeout", "-1", *access_log_options(), "-b", "127.0.0.1",
-         "-p", str(port), "fullstackagent.asgi:application"],
-        cwd=PROJECT_ROOT, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT,
-    )
+    log = open(platform.scratch / "server.log", "w")
+    if server == "daphne":
+        command = [
+            sys.executable, "-m", "daphne", "--websocket_timeout", "-1", "-v", "0", "-b", "127.0.0.1",
+            "-p", str(port), "fullstackagent.asgi:application",
+        ]
+        sock = None
+    else:
+        sock = listening_socket("127.0.0.1", port)
+        command = web_process_command(sock.fileno(), access_log_options())
+    try:
+        process = subprocess.Popen(
+            command, cwd=PROJECT_ROOT, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT,
+            pass_fds=(sock.fileno(),) if sock else (),
+        )
+    finally:
+        if sock:
+            sock.close()
     platform.processes.append(process)
     deadline = time.monotonic() + 30
     while not port_open(port):
         if process.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit("daphne did not start: " + (platform.scratch / "daphne.log").read_text()[-2000:])
+            raise SystemExit(f"{server} did not start: " + (platform.scratch / "server.log").read_text()[-2000:])
         time.sleep(0.05)
     return process
 
@@ -192,17 +206,17 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def open_many(paths: dict, count: int, daphne_pid: int, echoes: int) -> dict:
+async def open_many(paths: dict, count: int, server_pid: int, echoes: int) -> dict:
     """A reconnect storm: ``count`` terminals opened at once on each path (each to its prompt),
-    direct first, then through the relay; the wall time of each, daphne's CPU per relay open, and
+    direct first, then through the relay; the wall time of each, the server's CPU per relay open, and
     its resident memory before the relay's storm, with its terminals open, and after they closed.
     While the relay's terminals are open (idle), ``echoes`` echo samples on each path."""
     results = {}
     for mode in ("direct", "relay"):
         if mode == "relay":
-            results["rss_before"] = _rss_mib(daphne_pid)
+            results["rss_before"] = _rss_mib(server_pid)
         url, headers, subprotocols, init = paths[mode]
-        cpu_before = _cpu_seconds(daphne_pid)
+        cpu_before = _cpu_seconds(server_pid)
         started = time.perf_counter()
         terminals = await asyncio.gather(
             *(
@@ -214,9 +228,9 @@ async def open_many(paths: dict, count: int, daphne_pid: int, echoes: int) -> di
             )
         )
         results[mode] = time.perf_counter() - started
-        results[f"{mode}_cpu_ms"] = (_cpu_seconds(daphne_pid) - cpu_before) * 1000 / count
+        results[f"{mode}_cpu_ms"] = (_cpu_seconds(server_pid) - cpu_before) * 1000 / count
         if mode == "relay":
-            results["rss_open"] = _rss_mib(daphne_pid)
+            results["rss_open"] = _rss_mib(server_pid)
             pair = await open_pair(paths)
             try:
                 results["echo_with_open"] = await echo_samples(pair, echoes)
@@ -225,7 +239,7 @@ async def open_many(paths: dict, count: int, daphne_pid: int, echoes: int) -> di
         await asyncio.gather(*(terminal.close() for terminal in terminals))
         await asyncio.sleep(1)  # the shells end before the other path's storm
     await asyncio.sleep(5)  # whatever the process gives back after a burst, it has by now
-    results["rss_after"] = _rss_mib(daphne_pid)
+    results["rss_after"] = _rss_mib(server_pid)
     return results
 
 
@@ -240,6 +254,10 @@ def main() -> None:
         help="terminals opened at once on each path, a reconnect storm (default 400; 0 skips)",
     )
     parser.add_argument("--debug", action="store_true", help="run the server with DEBUG on (as `make run` does)")
+    parser.add_argument(
+        "--server", choices=("uvicorn", "daphne"), default="uvicorn",
+        help="the platform's web process (uvicorn, default) or daphne, which earlier versions ran",
+    )
     args = parser.parse_args()
     if not args.debug:
         production_settings()
@@ -273,7 +291,7 @@ def main() -> None:
         cookie = client.cookies["sessionid"].value
 
         port = free_port()
-        daphne = start_daphne(platform, port)
+        server = start_server(platform, port, args.server)
         # Separate tmux sessions, so each path has its own shell and screen. The direct client does
         # what the proxy does (credential header, AuthToken); the relay client what a browser does.
         paths = {
@@ -292,7 +310,7 @@ def main() -> None:
         }
         try:
             results = asyncio.run(measure(paths, args))
-            storm = asyncio.run(open_many(paths, args.opens, daphne.pid, args.echoes // 2)) if args.opens else None
+            storm = asyncio.run(open_many(paths, args.opens, server.pid, args.echoes // 2)) if args.opens else None
         finally:
             backend.delete(spec)
 
@@ -308,7 +326,7 @@ def main() -> None:
     if storm:
         print(
             f"{args.opens} opens at once: direct {storm['direct']:.2f} s, relay {storm['relay']:.2f} s "
-            f"(ratio {storm['relay'] / storm['direct']:.2f}); daphne CPU per relay open {storm['relay_cpu_ms']:.1f} ms"
+            f"(ratio {storm['relay'] / storm['direct']:.2f}); {args.server} CPU per relay open {storm['relay_cpu_ms']:.1f} ms"
         )
         with_open = {mode: statistics.median(values) for mode, values in storm["echo_with_open"].items()}
         print(
@@ -316,7 +334,7 @@ def main() -> None:
             f"{with_open['relay']:.2f} ms (+{with_open['relay'] - with_open['direct']:.2f} ms)"
         )
         print(
-            f"daphne memory: {storm['rss_before']:.0f} MiB before, {storm['rss_open']:.0f} MiB with {args.opens} "
+            f"{args.server} memory: {storm['rss_before']:.0f} MiB before, {storm['rss_open']:.0f} MiB with {args.opens} "
             f"relayed terminals open, {storm['rss_after']:.0f} MiB after they closed"
         )
 

@@ -10,11 +10,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fullstackagent.settings")
 # Django must be set up before importing anything that touches models.
 django.setup(set_prefix=False)
 
-from fullstackagent import request_limits  # noqa: E402
 from fullstackagent.threaded_http import ThreadedDjangoHTTP  # noqa: E402
-
-# Bodies over the limit are refused by daphne itself, before they are read into memory.
-request_limits.install()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.sessions import CookieMiddleware, SessionMiddleware  # noqa: E402

@@ -98,7 +98,7 @@ urlpatterns = [path("healthz", healthz, name="healthz")]
 def probe_host(allowed_hosts: str) -> str:
     """A Host header the platform accepts: the first concrete ALLOWED_HOSTS entry.
 
-    The probe reaches daphne directly on 127.0.0.1, but Django refuses hosts that ALLOWED_HOSTS
+    The probe reaches the web server directly on 127.0.0.1, but Django refuses hosts that ALLOWED_HOSTS
     does not list (400), so it names one that is listed.
     """
     for entry in (item.strip() for item in allowed_hosts.split(",")):

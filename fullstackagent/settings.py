@@ -78,6 +78,8 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "t
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
+    # `manage.py runserver` serves the ASGI application with daphne (development only; production
+    # runs fullstackagent.server.serve).
     "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
@@ -227,7 +229,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 # Django's default list (PBKDF2 first) unless set: the test suite sets the MD5 hasher here, as
-# healthchecks does, so the processes it starts (daphne, Celery) hash fast too. Never in production.
+# healthchecks does, so the processes it starts (web server, Celery) hash fast too. Never in production.
 PASSWORD_HASHERS = env_list(
     "PASSWORD_HASHERS",
     [
@@ -306,7 +308,7 @@ ACCOUNT_RATE_LIMITS = {
 }
 # Behind a reverse proxy every request comes from the proxy's address, so the per-address limit
 # would lock out everyone at once; with N trusted proxies allauth takes the client address from
-# X-Forwarded-For. Leave 0 when clients reach daphne directly (the header could be forged).
+# X-Forwarded-For. Leave 0 when clients reach the web server directly (the header could be forged).
 ALLAUTH_TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
 SOCIALACCOUNT_ADAPTER = "identities.adapters.SocialAccountAdapter"
 SOCIALACCOUNT_STORE_TOKENS = False
@@ -519,7 +521,7 @@ for _network in KUBERNETES_ALLOWED_NETWORKS:
 ACCOUNT_EMAIL_UNKNOWN_ACCOUNTS = False
 
 # --- metrics for operators (README "Metrics") -----------------------------------------------------
-# Every platform process (daphnes, Celery workers) writes its counters into files in this folder
+# Every platform process (web processes, Celery workers) writes its counters into files in this folder
 # (prometheus-client's multiprocess mode); /metrics in any web process adds them up. `make run`
 # empties it at start; docker-compose.yml shares one volume between its containers.
 METRICS_DIR = Path(env_str("PROMETHEUS_MULTIPROC_DIR") or STATE_DIR / "metrics").resolve()
@@ -545,7 +547,7 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         # Django logs every 4xx answer as a WARNING ("Not Found: /api/…"): a line per request that
-        # a scanner or a polling script makes by the thousand, and 13 % of a 404's CPU in daphne
+        # a scanner or a polling script makes by the thousand, and 13 % of a 404's CPU in the web process
         # (py-spy, bench/api.py). 5xx answers are logged at ERROR with their traceback either way;
         # REQUEST_LOG_LEVEL=WARNING brings the 4xx lines back.
         "django.request": {"level": env_choice("REQUEST_LOG_LEVEL", "ERROR", ("DEBUG", "INFO", "WARNING", "ERROR"))},

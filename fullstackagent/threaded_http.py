@@ -96,9 +96,11 @@ class ThreadedDjangoHTTP:
             return await self._lifespan(receive, send)
         if scope["type"] != "http":
             raise ValueError(f"ThreadedDjangoHTTP cannot serve a {scope['type']!r} scope")
-        # daphne refuses a body over the limit before reading it (fullstackagent.request_limits);
-        # this holds the same limits under any other ASGI server.
+        # A body over its path's limit is refused before it is read when its length is announced,
+        # as soon as it passes the limit when it is chunked (fullstackagent.request_limits).
         limit = request_limits.body_limit(scope["path"])
+        if request_limits.announced_length(scope["headers"]) > limit:
+            return await self._refuse_too_large(scope, limit, send)
         body = await self._read_body(receive, limit)
         if body is None:
             return  # the client went away before sending its whole request
@@ -146,11 +148,17 @@ class ThreadedDjangoHTTP:
     async def _refuse_too_large(scope, limit: int, send):
         accept = b",".join(value for name, value in scope.get("headers", []) if name.lower() == b"accept")
         content_type, payload = request_limits.too_large_response(scope["path"], accept.decode("latin1"), limit)
+        # The connection is closed after the answer: the rest of the body is never read (the server
+        # stops reading from the socket once a little of it is buffered), nor is "100 Continue" sent.
         await send(
             {
                 "type": "http.response.start",
                 "status": 413,
-                "headers": [(b"content-type", content_type.encode()), (b"content-length", str(len(payload)).encode())],
+                "headers": [
+                    (b"content-type", content_type.encode()),
+                    (b"content-length", str(len(payload)).encode()),
+                    (b"connection", b"close"),
+                ],
             }
         )
         await send({"type": "http.response.body", "body": payload})

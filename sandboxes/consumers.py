@@ -7,8 +7,8 @@ sandboxes.terminal): session name (4400), Origin (4403), signed in (4401), owner
 RUNNING (4409); then the upstream connection (4502 when it fails or later closes). The Origin comes
 first so a foreign page cannot even learn whether its visitor is signed in.
 
-The socket is accepted before the checks: a close before the accept becomes a bare HTTP 403 in
-daphne, and the page could not tell "sign in again" from "this sandbox is stopped". Nothing reaches
+The socket is accepted before the checks: a close before the accept becomes a bare HTTP 403 from
+the server, and the page could not tell "sign in again" from "this sandbox is stopped". Nothing reaches
 the upstream before every check passed.
 """
 
@@ -31,8 +31,8 @@ from sandboxes.terminal import TerminalRefused
 logger = logging.getLogger(__name__)
 
 # Keepalive towards ttyd, so an idle terminal survives proxies and load balancers (an nginx ingress
-# drops a websocket after 60 s of silence by default). Daphne pings the browser side itself
-# (`daphne --ping-interval`, 20 s by default).
+# drops a websocket after 60 s of silence by default). The web server pings the browser side itself
+# (every 20 s, fullstackagent.server.web_process).
 UPSTREAM_PING_SECONDS = 20
 UPSTREAM_OPEN_TIMEOUT_SECONDS = 10
 # ttyd's page sends its size at once; a client that never does holds a connection for nothing.
@@ -104,7 +104,7 @@ def _relay_send(send):
     """The server's own send callable, below channels' SessionMiddleware wrapper.
 
     The wrapper saves a modified session on HTTP responses only, yet reads the session twice through
-    lazy-object proxies on every message: a tenth of daphne's time when relaying bulk output
+    lazy-object proxies on every message: a tenth of the web process's time (daphne's, then) when relaying bulk output
     (measured with py-spy while running bench/terminal.py). The relay never touches the session, so
     its frames skip the wrapper; anything not shaped like it is used as is.
     """

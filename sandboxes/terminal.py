@@ -184,8 +184,8 @@ def do_admit_session(session, project_id: int, session_name: str, client_address
 # --- the admission in one query ------------------------------------------------------------------
 # Opening a terminal is the platform's most frequent authenticated act after page loads (every tab,
 # every reconnect after a deploy), and the ORM spent most of an admission compiling its queries
-# (py-spy on daphne during bench/terminal.py's storm: the sandbox query's compilation alone was a
-# quarter of daphne's CPU). The owner's case reads the session, the project, its owner, its sandbox,
+# (py-spy on the web process (daphne, then) during bench/terminal.py's storm: the sandbox query's compilation alone was a
+# quarter of its CPU). The owner's case reads the session, the project, its owner, its sandbox,
 # its terminal token and the owner's kubeconfig in one statement written once per process; the
 # audit row is one INSERT and its close one UPDATE, written the same way.
 

@@ -79,7 +79,7 @@ def start_celery_worker(transactional_db, tmp_path):
 
 @pytest.fixture(scope="session")
 def _platform_servers(django_db_setup, django_db_blocker, tmp_path_factory):
-    """The run's daphnes behind ``live_platform``, started once (two daphnes cost about 3 s of CPU
+    """The run's web processes behind ``live_platform``, started once (two cost about 3 s of CPU
     to start) and stopped when the run ends, before the test database is dropped."""
     servers = []
 
@@ -97,16 +97,16 @@ def _platform_servers(django_db_setup, django_db_blocker, tmp_path_factory):
 
 @pytest.fixture
 def live_platform(_platform_servers, transactional_db):
-    """The real platform (daphne: pages, API, terminal websocket) on a free port, with this run's
+    """The real platform (its web server: pages, API, terminal websocket) on a free port, with this run's
     test database; ``live_platform.url`` is its address. Add the ``celery_worker`` fixture for
-    the reconcilers. Data a test writes is committed (transactional_db), so daphne sees it, and
+    the reconcilers. Data a test writes is committed (transactional_db), so the server sees it, and
     is gone after it (pytest-django empties the tables): the server is the run's, as pytest-django's
     own ``live_server`` is, and keeps no state of its own between tests but its connection pool
     (ids are never reused, so nothing cached for one test's rows can answer another's)."""
     server = _platform_servers()
     log_start = len(server.output())
     yield server
-    print(f"--- daphne log (this test) ---\n{server.output()[log_start:][-6000:]}")
+    print(f"--- web server log (this test) ---\n{server.output()[log_start:][-6000:]}")
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """`make run`: the whole platform on this machine, on its embedded defaults.
 
 Starts the embedded PostgreSQL and Redis (unless DATABASE_URL / REDIS_URL are set), migrates,
-then runs the web server (fullstackagent.server.serve: daphne processes for HTTP and websockets), a
+then runs the web server (fullstackagent.server.serve: uvicorn processes for HTTP and websockets), a
 Celery worker and Celery beat as child processes, each in its own process group. A child that
 exits is restarted with a backoff while the others, and the users' sandboxes, keep running
 (fullstackagent.server.supervise); one that keeps failing makes the launcher stop everything and exit 1.
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m fullstackagent.devtools.launcher",
         description="Run FullstackAgent on this machine: embedded PostgreSQL and Redis (unless DATABASE_URL / "
-        "REDIS_URL are set), migrations, the web server (daphne), a Celery worker and beat. Ctrl-C stops everything.",
+        "REDIS_URL are set), migrations, the web server (uvicorn), a Celery worker and beat. Ctrl-C stops everything.",
     )
     parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"), help="address the web server binds (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")), help="the web server's port (default 8000)")
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         return supervise.Child(name, lambda: _spawn(command, environment))
 
     children = [
-        # One daphne per CPU on one port (WEB_PROCESSES; fullstackagent.server.serve).
+        # One web process per CPU on one port (WEB_PROCESSES; fullstackagent.server.serve).
         program("web server", [python, "-m", "fullstackagent.server.serve", "--host", args.host, "--port", str(args.port)]),
         program("celery worker", [python, "-m", "celery", "-A", "fullstackagent", "worker", "--pool", "threads",
                                   "--concurrency", "8", "--loglevel", "INFO", "--without-gossip", "--without-mingle"]),

@@ -1,16 +1,18 @@
-"""The web server: several daphne processes sharing one port (HTTP and the terminal websockets).
+"""The web server: several web processes sharing one port (HTTP and the terminal websockets).
 
-One Python process runs Django on one core at a time (the GIL), so one daphne uses one core
-whatever the machine has. This starts ``--processes`` daphnes (default: WEB_PROCESSES, else the
-number of CPUs) on one address: each gets its own listening socket bound with SO_REUSEPORT, handed
-over with ``daphne --fd``, and the kernel spreads new connections over them. Nothing is shared in
+One Python process runs Django on one core at a time (the GIL), so one web process uses one core
+whatever the machine has. This starts ``--processes`` of them (default: WEB_PROCESSES, else the
+number of CPUs) on one address, each uvicorn serving fullstackagent.asgi
+(fullstackagent.server.web_process): each gets its own listening socket bound with SO_REUSEPORT,
+handed over as an inherited file descriptor, and the kernel spreads new connections over them. Nothing is shared in
 memory between the processes: sessions, rate limits and uploads live in PostgreSQL, Redis and the
 state folder, and a terminal websocket stays on the process that accepted it.
 
-If one daphne exits, it is started again on a new socket of the same port after a backoff, while
+If one web process exits, it is started again on a new socket of the same port after a backoff, while
 the others keep serving (fullstackagent.server.supervise); one that keeps failing makes this stop the
 others and exit 1 (a supervisor, compose or Kubernetes restarts the whole). SIGTERM and SIGINT are
-passed on; daphne closes its connections.
+passed on; each web process closes its websockets with 1012 (the terminal page reconnects) and
+gives requests in flight a moment to finish.
 
     python -m fullstackagent.server.serve --host 0.0.0.0 --port 8000 --processes 4
 """
@@ -25,7 +27,6 @@ import sys
 
 from fullstackagent.server import supervise
 
-APPLICATION = "fullstackagent.asgi:application"
 PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
@@ -58,8 +59,8 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 
 def _die_with_parent() -> None:
-    """In each child before it runs daphne: SIGTERM it should this supervisor die, even by SIGKILL,
-    so no daphne is left holding the port (Linux; elsewhere a no-op)."""
+    """In each child before it runs: SIGTERM it should this supervisor die, even by SIGKILL, so no web
+    process is left holding the port (Linux; elsewhere a no-op)."""
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     except OSError:
@@ -67,24 +68,30 @@ def _die_with_parent() -> None:
 
 
 def access_log_options() -> list[str]:
-    """daphne writes a line per request to stdout unless told -v 0: WEB_ACCESS_LOG turns it on.
-    Off by default: the line cost 3-5 % of a small API request's CPU (bench/api.py), and the
-    requests are counted by /metrics; a load balancer or ingress in front keeps its own log."""
+    """A line per request only with WEB_ACCESS_LOG. Off by default: the line cost 3-5 % of a small
+    API request's CPU (bench/api.py, under daphne), and the requests are counted by /metrics; a load
+    balancer or ingress in front keeps its own log."""
     from fullstackagent.config import env_bool
 
-    return ["--access-log", "-"] if _from_environment(lambda: env_bool("WEB_ACCESS_LOG", False)) else ["-v", "0"]
+    return ["--access-log"] if _from_environment(lambda: env_bool("WEB_ACCESS_LOG", False)) else []
 
 
-def daphne_command(fd: int, extra: list[str]) -> list[str]:
-    # --websocket_timeout -1: terminals stay open as long as the user keeps them (daphne's default
-    # closes every websocket after 24 h).
-    return [sys.executable, "-m", "daphne", "--fd", str(fd), "--websocket_timeout", "-1", *extra, APPLICATION]
+def graceful_shutdown_options() -> list[str]:
+    """WEB_GRACEFUL_SHUTDOWN_SECONDS (default 5): how long requests in flight may take after SIGTERM."""
+    from fullstackagent.config import env_int
+
+    seconds = _from_environment(lambda: env_int("WEB_GRACEFUL_SHUTDOWN_SECONDS", 5, minimum=0))
+    return ["--graceful-shutdown", str(seconds)]
+
+
+def web_process_command(fd: int, extra: list[str]) -> list[str]:
+    return [sys.executable, "-m", "fullstackagent.server.web_process", "--fd", str(fd), *extra]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m fullstackagent.server.serve",
-        description="Serve FullstackAgent's HTTP and websockets with several daphne processes on one port.",
+        description="Serve FullstackAgent's HTTP and websockets with several web processes (uvicorn) on one port.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
@@ -92,27 +99,32 @@ def main(argv: list[str] | None = None) -> int:
         "--processes",
         type=int,
         default=None,
-        help="daphne processes (default: WEB_PROCESSES, else the number of CPUs)",
+        help="web processes (default: WEB_PROCESSES, else the number of CPUs)",
     )
-    parser.add_argument("daphne_args", nargs="*", help="further daphne options, after --")
+    parser.add_argument(
+        "web_process_args", nargs="*",
+        help="further options of each web process (python -m fullstackagent.server.web_process --help), after --",
+    )
     args = parser.parse_args(argv)
     count = args.processes if args.processes is not None else default_processes()
     if count < 1:
         parser.error("--processes must be at least 1")
-    daphne_args = [*access_log_options(), *args.daphne_args]
+    web_process_args = [*access_log_options(), *graceful_shutdown_options(), *args.web_process_args]
 
-    def daphne() -> subprocess.Popen:
+    def web_process() -> subprocess.Popen:
         # A socket of its own, bound anew for each start (SO_REUSEPORT), handed over and closed here:
         # this process holds no listening socket, so a stopped web server leaves the port free.
         sock = listening_socket(args.host, args.port)
         try:
             return subprocess.Popen(
-                daphne_command(sock.fileno(), daphne_args), pass_fds=(sock.fileno(),), preexec_fn=_die_with_parent
+                web_process_command(sock.fileno(), web_process_args),
+                pass_fds=(sock.fileno(),),
+                preexec_fn=_die_with_parent,
             )
         finally:
             sock.close()
 
-    children = [supervise.Child("daphne", daphne) for _ in range(count)]
+    children = [supervise.Child("web process", web_process) for _ in range(count)]
     exit_code = 1
     try:
         exit_code = supervise.supervise(children)

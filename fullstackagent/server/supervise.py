@@ -1,5 +1,5 @@
 """Child processes kept running until a stop is asked for: `make run`'s launcher (web server, Celery
-worker, beat) and the web server (fullstackagent.server.serve: its daphnes) both supervise this way.
+worker, beat) and the web server (fullstackagent.server.serve: its web processes) both supervise this way.
 
 A child that exits is started again after a backoff (1, 2, 4 ... s, capped at 30 s), and the others
 keep running: a crashed worker must not take the web UI down, and never the users' sandboxes (they

@@ -77,11 +77,11 @@ def _prepare_environment(controller: bool = False) -> None:
         _started["redis"] = embedded.start_redis(scratch / "redis", port, daemonize=False, password=password)
         os.environ["REDIS_URL"] = f"redis://:{password}@127.0.0.1:{port}/0"
     os.environ.setdefault("LOCAL_SANDBOX_ROOT", str(scratch / "sandboxes"))
-    # This run's metrics files (fullstackagent.metrics), shared by the daphnes and workers it starts.
+    # This run's metrics files (fullstackagent.metrics), shared by the web processes and workers it starts.
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(scratch / "metrics"))
     os.environ.setdefault("RECONCILE_INTERVAL_SECONDS", "1")
     # PBKDF2's million iterations cost 0.8 s per password on a 2-core machine, and the suite makes
-    # hundreds of users. Through the environment so the daphne and Celery processes it starts agree.
+    # hundreds of users. Through the environment so the web and Celery processes it starts agree.
     os.environ.setdefault("PASSWORD_HASHERS", "django.contrib.auth.hashers.MD5PasswordHasher")
     # Tests make many projects for one user; the quota tests set their own limits.
     os.environ.setdefault("QUOTA_PROJECTS", "100000")

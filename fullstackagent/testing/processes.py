@@ -42,7 +42,7 @@ _process_numbers = itertools.count(1)
 
 
 class PlatformProcess:
-    """A platform process (worker, daphne) started for a test, its output kept in a log file.
+    """A platform process (worker, web server) started for a test, its output kept in a log file.
     Its PostgreSQL sessions carry ``application_name`` (libpq's PGAPPNAME), so a test can wait for
     exactly its sessions to end."""
 
@@ -58,7 +58,7 @@ class PlatformProcess:
             stdout=self.log,
             stderr=subprocess.STDOUT,
             # Its own process group, so a kill reaches the processes it started too (the web
-            # server's daphnes); local sandboxes detach into sessions of their own.
+            # server's web processes); local sandboxes detach into sessions of their own.
             start_new_session=True,
         )
 
@@ -163,16 +163,16 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, message: 
 
 
 class PlatformServer(PlatformProcess):
-    """The platform's HTTP + websocket server (daphne) on a free port, against this run's test
+    """The platform's HTTP + websocket server (fullstackagent.server.serve) on a free port, against this run's test
     database and Redis, as `make run` starts it. Used by the browser tests (the ``live_platform``
     fixture) and bench/api.py."""
 
-    def __init__(self, log_dir: Path, name: str = "daphne", **environment):
+    def __init__(self, log_dir: Path, name: str = "web", **environment):
         from fullstackagent.devtools import embedded
 
         self.port = embedded.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        # Two daphnes behind one port, as production runs one per CPU: a test passes whichever
+        # Two web processes behind one port, as production runs one per CPU: a test passes whichever
         # process its requests and websockets land on.
         command = [
             sys.executable, "-m", "fullstackagent.server.serve", "--host", "127.0.0.1", "--port", str(self.port),
@@ -181,4 +181,4 @@ class PlatformServer(PlatformProcess):
         # Links the server makes (previews on <project>.preview.localhost:<port>) use its address.
         environment.setdefault("PUBLIC_URL", self.url)
         super().__init__(command, log_dir / f"{name}.log", environment)
-        self.wait_until(lambda: embedded.port_open(self.port), "daphne")
+        self.wait_until(lambda: embedded.port_open(self.port), "the web server")

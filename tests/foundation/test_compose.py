@@ -107,8 +107,7 @@ def test_platform_services_share_the_platform_image(compose):
 def test_web_worker_and_beat_commands(compose):
     services = compose["services"]
 
-    # One daphne per CPU (WEB_PROCESSES) on port 8000 (fullstackagent.server.serve; it also turns off
-    # daphne's websocket timeout, so terminals stay open as long as the user keeps them).
+    # One web process per CPU (WEB_PROCESSES) on port 8000 (fullstackagent.server.serve).
     assert services["web"]["command"] == [
         "python", "-m", "fullstackagent.server.serve", "--host", "0.0.0.0", "--port", "8000",
     ]

@@ -87,7 +87,7 @@ def test_requests_fail_fast_with_503_and_recover_at_once(transactional_db, user,
 
         proxy.restore()
         restored = time.monotonic()
-        # Both web processes (two daphnes behind one port) and the worker serve again at once.
+        # Both web processes (two behind one port) and the worker serve again at once.
         wait_for(lambda: all(_get(f"{server.url}/api/projects", token)[0] == 200 for _ in range(6)),
                  timeout=RECOVER_WITHIN_SECONDS, interval=0.02, message="the web server to serve again")
         recovered_in = time.monotonic() - restored

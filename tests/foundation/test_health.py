@@ -71,11 +71,11 @@ def test_probe_names_a_host_django_accepts(allowed_hosts, host):
 
 
 @pytest.fixture
-def production_daphne(production_env, tmp_path):
+def production_server(production_env, tmp_path):
     """The web server as docker-compose runs it: DEBUG off, HTTPS redirects on, one allowed host."""
     port = embedded.free_port()
     environment = production_env()
-    log = open(tmp_path / "daphne.log", "w")
+    log = open(tmp_path / "server.log", "w")
     process = subprocess.Popen(
         [sys.executable, "-m", "fullstackagent.server.serve", "--host", "127.0.0.1", "--port", str(port), "--processes", "2"],
         cwd=PROJECT_ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT,
@@ -84,7 +84,7 @@ def production_daphne(production_env, tmp_path):
     while not embedded.port_open(port):
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            pytest.fail(f"daphne did not start:\n{(tmp_path / 'daphne.log').read_text()[-3000:]}")
+            pytest.fail(f"the web server did not start:\n{(tmp_path / 'server.log').read_text()[-3000:]}")
         time.sleep(0.1)
     yield port, environment
     process.terminate()
@@ -103,8 +103,8 @@ def run_probe(url, environment):
     )
 
 
-def test_compose_healthcheck_passes_against_production_daphne(production_daphne):
-    port, environment = production_daphne
+def test_compose_healthcheck_passes_against_the_production_web_server(production_server):
+    port, environment = production_server
 
     result = run_probe(f"http://127.0.0.1:{port}/healthz", environment)
 
@@ -115,10 +115,10 @@ def test_compose_healthcheck_passes_against_production_daphne(production_daphne)
     assert answer in ({"scheduler": "ok"}, {"scheduler": "stale"})
 
 
-def test_other_pages_still_redirect_to_https_in_production(production_daphne):
+def test_other_pages_still_redirect_to_https_in_production(production_server):
     import http.client
 
-    port, _ = production_daphne
+    port, _ = production_server
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     connection.request("GET", "/accounts/login/", headers={"Host": "agent.example.com"})
     response = connection.getresponse()

@@ -1,6 +1,6 @@
 """Issue 14, finding 1: request bodies over the limit are refused with 413 before they are read.
 
-Against the real web server (two daphnes behind one port), over raw sockets: the refusal must come
+Against the real web server (two web processes behind one port), over raw sockets: the refusal must come
 as soon as the headers are in, so most tests send a Content-Length and no body at all, and read
 the answer.
 """
@@ -79,7 +79,7 @@ def push_body(port: int, path: str, length: int, headers: dict) -> int:
 @pytest.fixture(scope="module")
 def web_server(django_db_setup, django_db_blocker, tmp_path_factory):
     """One live server for the module: none of these tests changes it, and each start and stop
-    costs seconds. Tests that need rows use transactional_db (committed, so daphne sees them)."""
+    costs seconds. Tests that need rows use transactional_db (committed, so the server sees them)."""
     
     server = PlatformServer(tmp_path_factory.mktemp("request-limits"))
     yield server
@@ -165,21 +165,21 @@ def test_a_chunked_body_is_cut_off_at_the_limit_and_uploads_have_their_own(port)
 
 def test_refusing_512_mb_bodies_does_not_grow_the_web_processes(web_server, signed_in_cookie):
     port = web_server.port
-    daphnes = wait_for(lambda: children_of(web_server.process.pid) if len(children_of(web_server.process.pid)) == 2 else None)
+    web_processes = wait_for(lambda: children_of(web_server.process.pid) if len(children_of(web_server.process.pid)) == 2 else None)
     # Warm both processes up (the first requests import and allocate what every later one reuses).
     for _ in range(20):
         assert healthz(port)[0] == 200
         ask(port, "POST", "/healthz", {"Content-Length": str(512 * MiB)})
-    before = {pid: rss_bytes(pid) for pid in daphnes}
+    before = {pid: rss_bytes(pid) for pid in web_processes}
 
     taken = [
         push_body(port, "/healthz", 512 * MiB, {}),
         push_body(port, "/api/projects", 512 * MiB, {"Cookie": signed_in_cookie}),
         push_body(port, "/projects/1/terminal/upload", 512 * MiB, {"Cookie": signed_in_cookie}),
     ]
-    growth = {pid: rss_bytes(pid) - before[pid] for pid in daphnes}
+    growth = {pid: rss_bytes(pid) - before[pid] for pid in web_processes}
 
-    print(f"bytes the server took of each 512 MiB body: {taken}; RSS growth per daphne: {growth}")
+    print(f"bytes the server took of each 512 MiB body: {taken}; RSS growth per web process: {growth}")
     assert all(sent < 64 * MiB for sent in taken)  # what the kernel buffered, never the whole body
     assert max(growth.values()) < 3 * MiB
     assert healthz(port)[0] == 200

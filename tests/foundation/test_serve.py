@@ -1,4 +1,4 @@
-"""python -m fullstackagent.server.serve: several daphne processes on one port, stopped together.
+"""python -m fullstackagent.server.serve: several web processes (uvicorn) on one port, stopped together.
 
 Each test runs the real command against this run's test database and Redis, and looks at its
 processes and sockets through /proc (Linux, like the SO_REUSEPORT the command relies on).
@@ -24,17 +24,17 @@ SERVE = [sys.executable, "-m", "fullstackagent.server.serve"]
 class Serve:
     """One `python -m fullstackagent.server.serve --processes 2` on a free port, its output in a log file."""
 
-    def __init__(self, log_path: Path, daphne_args=(), **environment):
+    def __init__(self, log_path: Path, extra_args=(), **environment):
         self.port = embedded.free_port()
         self.log_path = log_path
         self.log = open(log_path, "w")
         self.process = subprocess.Popen(
-            [*SERVE, "--host", "127.0.0.1", "--port", str(self.port), "--processes", "2", *daphne_args],
+            [*SERVE, "--host", "127.0.0.1", "--port", str(self.port), "--processes", "2", *extra_args],
             cwd=PROJECT_ROOT,
             env=platform_process_environment(**environment),
             stdout=self.log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # its daphnes share its process group: the teardown can end them all
+            start_new_session=True,  # its web processes share its process group: the teardown can end them all
         )
         self.pid = self.process.pid
 
@@ -42,9 +42,9 @@ class Serve:
         return self.log_path.read_text()
 
     def wait_until_serving(self) -> None:
-        """Until both daphnes run (each logs that it listens) and /healthz answers."""
+        """Until both web processes run (each logs that it listens) and /healthz answers."""
         deadline = time.monotonic() + 30
-        while not (self.output().count("Listening on TCP address") == 2 and healthz(self.port)[0] == 200):
+        while not (self.output().count(f"web process serving http://127.0.0.1:{self.port}") == 2 and healthz(self.port)[0] == 200):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"fullstackagent.server.serve did not start:\n{self.output()[-4000:]}")
             time.sleep(0.1)
@@ -64,7 +64,7 @@ class Serve:
 
 @pytest.fixture
 def serve(db, tmp_path):
-    """A started (and serving) fullstackagent.server.serve with two daphnes; ended after the test."""
+    """A started (and serving) fullstackagent.server.serve with two web processes; ended after the test."""
     own_backends = database_backends()  # this process's (its connection pool's)
     server = Serve(tmp_path / "serve.log")
     try:
@@ -86,7 +86,7 @@ def database_backends() -> set[int]:
 
 def _wait_for_backends_to_end(keep: set[int], timeout: float = 10.0) -> None:
     """PostgreSQL ends a backend a moment after its client exits; the test database cannot be
-    dropped at the end of the run while the daphnes' backends linger."""
+    dropped at the end of the run while the web processes' backends linger."""
     deadline = time.monotonic() + timeout
     while database_backends() - keep and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -136,7 +136,7 @@ def identity(pid: int) -> tuple[int, str] | None:
 
 
 def still_exists(process_identity: tuple[int, str]) -> bool:
-    """Running, or exited but not yet waited for (a zombie): serve waits for its daphnes."""
+    """Running, or exited but not yet waited for (a zombie): serve waits for its web processes."""
     return identity(process_identity[0]) == process_identity
 
 
@@ -165,25 +165,24 @@ def sockets_held_by(pid: int) -> set[str]:
 
 def test_many_fresh_connections_are_all_answered(serve):
     # The kernel spreads new connections over the two SO_REUSEPORT sockets by their addresses: were
-    # either daphne not serving its socket, about half of these would go unanswered.
+    # either web process not serving its socket, about half of these would go unanswered.
     answers = [healthz(serve.port) for _ in range(40)]
 
     assert [status for status, _ in answers] == [200] * 40
     assert {json.loads(body)["status"] for _, body in answers} == {"ok"}
 
 
-def test_two_daphnes_each_listen_on_their_own_socket_of_the_port(serve):
+def test_two_web_processes_each_listen_on_their_own_socket_of_the_port(serve):
     children = children_of(serve.pid)
     listening = listening_sockets(serve.port)
 
     assert len(children) == 2
     for child in children:
         arguments = command_line(child)
-        assert arguments[:4] == [sys.executable, "-m", "daphne", "--fd"]
+        assert arguments[:4] == [sys.executable, "-m", "fullstackagent.server.web_process", "--fd"]
         assert arguments[4].isdigit()
-        assert arguments[-1] == "fullstackagent.asgi:application"
     assert len(listening) == 2
-    # Each daphne holds one of the two SO_REUSEPORT sockets; serve closed its own copies.
+    # Each web process holds one of the two SO_REUSEPORT sockets; serve closed its own copies.
     assert sorted(len(sockets_held_by(child) & listening) for child in children) == [1, 1]
     assert sockets_held_by(children[0]) & sockets_held_by(children[1]) & listening == set()
     assert sockets_held_by(serve.pid) & listening == set()
@@ -201,7 +200,7 @@ def _get(port: int, path: str) -> int:
 
 
 def test_requests_are_logged_a_line_each_only_when_asked(serve, tmp_path):
-    """Issue 17: daphne's access log line and Django's "Not Found" warning cost a 404 about 15 %
+    """Issue 17: the server's access log line and Django's "Not Found" warning cost a 404 about 15 %
     of its CPU; off by default, WEB_ACCESS_LOG and REQUEST_LOG_LEVEL bring them back."""
     requests = {"ok": "/healthz?probe=quiet", "api 404": "/api/no-such-route-quiet", "page 404": "/no-such-page-quiet"}
     statuses = [_get(serve.port, path) for path in requests.values()]
@@ -220,7 +219,7 @@ def test_requests_are_logged_a_line_each_only_when_asked(serve, tmp_path):
         loud.end()
 
     assert statuses == [200, 404, 404]
-    assert '"GET ' + loud_requests["ok"] in loud_output  # daphne's access log line
+    assert '"GET ' + loud_requests["ok"] + ' HTTP/1.1" 200' in loud_output  # the access log line
     assert "Not Found: " + loud_requests["api 404"] in loud_output  # Django's warning
     assert "Not Found: " + loud_requests["page 404"] in loud_output
     # By default, neither: the quiet server answered the same requests without a line for them.
@@ -229,7 +228,7 @@ def test_requests_are_logged_a_line_each_only_when_asked(serve, tmp_path):
 
 
 def _restarted(serve, victim, survivor):
-    """Until serve runs two daphnes again, the survivor and a new one; returns the new one."""
+    """Until serve runs two web processes again, the survivor and a new one; returns the new one."""
     deadline = time.monotonic() + 15
     while True:
         children = children_of(serve.pid)
@@ -238,34 +237,34 @@ def _restarted(serve, victim, survivor):
             if len(listening_sockets(serve.port)) == 2 and healthz(serve.port)[0] == 200:
                 return replacement
         if serve.process.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"no daphne replaced {victim}:\n{serve.output()[-4000:]}")
+            pytest.fail(f"no web process replaced {victim}:\n{serve.output()[-4000:]}")
         time.sleep(0.05)
 
 
 @pytest.mark.parametrize("kill_signal, described", [(signal.SIGKILL, "signal 9"), (signal.SIGTERM, "code 0")])
-def test_a_daphne_that_exits_is_restarted_while_the_other_keeps_serving(serve, kill_signal, described):
+def test_a_web_process_that_exits_is_restarted_while_the_other_keeps_serving(serve, kill_signal, described):
     """Issue 13: one crashed web process does not take the web server down (before, serve stopped
-    the other daphne and exited, leaving the restart to whatever supervised it)."""
+    the other web process and exited, leaving the restart to whatever supervised it)."""
     victim, survivor = children_of(serve.pid)
     survivor_identity = identity(survivor)
 
     os.kill(victim, kill_signal)
     replacement = _restarted(serve, victim, survivor)
 
-    assert f"daphne (pid {victim}) exited with {described}; restarting it in 1 s" in serve.output()
-    assert f"daphne restarted (pid {replacement})" in serve.output()
+    assert f"web process (pid {victim}) exited with {described}; restarting it in 1 s" in serve.output()
+    assert f"web process restarted (pid {replacement})" in serve.output()
     assert still_exists(survivor_identity)  # never stopped
     assert serve.process.poll() is None
-    # The new daphne holds a new socket of the port; serve still holds none.
+    # The new web process holds a new socket of the port; serve still holds none.
     assert len(sockets_held_by(replacement) & listening_sockets(serve.port)) == 1
     assert sockets_held_by(serve.pid) & listening_sockets(serve.port) == set()
     assert [status for status, _ in (healthz(serve.port) for _ in range(20))] == [200] * 20
 
 
-def test_a_daphne_that_keeps_failing_makes_serve_give_up_and_exit_1(db, tmp_path):
-    # An option daphne refuses: every start exits at once with code 2.
+def test_a_web_process_that_keeps_failing_makes_serve_give_up_and_exit_1(db, tmp_path):
+    # An option the web process refuses: every start exits at once with code 2.
     server = Serve(
-        tmp_path / "serve.log", daphne_args=["--", "--no-such-option"],
+        tmp_path / "serve.log", extra_args=["--", "--no-such-option"],
         SUPERVISE_BACKOFF_SECONDS="0.05", SUPERVISE_RESTART_LIMIT="3",
     )
     try:
@@ -275,13 +274,13 @@ def test_a_daphne_that_keeps_failing_makes_serve_give_up_and_exit_1(db, tmp_path
 
     assert code == 1
     assert "exited with code 2, 3 times in a row; giving up: stopping everything" in server.output()
-    # The daphne given up on was restarted twice first (the other one as often, or once less).
+    # The web process given up on was restarted twice first (the other one as often, or once less).
     assert server.output().count("restarting it in 0.05 s") + server.output().count("restarting it in 0.1 s") >= 2
     assert not embedded.port_open(server.port)
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
-def test_a_requested_stop_ends_every_daphne_and_exits_0(serve, stop_signal):
+def test_a_requested_stop_ends_every_web_process_and_exits_0(serve, stop_signal):
     children = [identity(child) for child in children_of(serve.pid)]
     assert len(children) == 2
 
@@ -300,6 +299,10 @@ def test_a_requested_stop_ends_every_daphne_and_exits_0(serve, stop_signal):
         ("WEB_PROCESSES", "0", "fullstackagent.server.serve: WEB_PROCESSES=0 is below the minimum 1"),
         ("WEB_PROCESSES", "abc", "fullstackagent.server.serve: WEB_PROCESSES='abc' is not an integer"),
         ("WEB_ACCESS_LOG", "maybe", "fullstackagent.server.serve: WEB_ACCESS_LOG='maybe' is not a boolean"),
+        (
+            "WEB_GRACEFUL_SHUTDOWN_SECONDS", "-1",
+            "fullstackagent.server.serve: WEB_GRACEFUL_SHUTDOWN_SECONDS=-1 is below the minimum 0",
+        ),
     ],
 )
 def test_a_bad_setting_stops_serve_with_a_message_naming_it(name, value, message):

@@ -1,4 +1,4 @@
-"""The preview proxy in the real platform server (daphne, two processes), in front of a real app
+"""The preview proxy in the real platform server (two web processes), in front of a real app
 server: who gets in (the owner through the one-time hand-off, share links until revoked; never an
 anonymous browser or another user), what the app receives (never the preview's credential), and
 what passes through (streamed bodies, websockets, the pages shown while nothing answers).

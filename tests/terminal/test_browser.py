@@ -1,4 +1,4 @@
-"""End to end in headless Chromium against the live platform (daphne + a Celery worker): sign up,
+"""End to end in headless Chromium against the live platform (web server + a Celery worker): sign up,
 create a project, use its terminal, reload, upload; and the status overlay while it is stopped.
 Every response body and websocket frame the browser saw is searched for the token."""
 

@@ -1,5 +1,5 @@
 """A variable saved on the Environment page reaches the sandbox: a new terminal sees it.
-Headless Chromium against the real platform: daphne, a Celery worker, the local backend's ttyd."""
+Headless Chromium against the real platform: its web server, a Celery worker, the local backend's ttyd."""
 
 import re
 

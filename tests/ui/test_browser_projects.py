@@ -1,4 +1,4 @@
-"""The projects page in headless Chromium against the real platform (daphne, Celery, local backend)."""
+"""The projects page in headless Chromium against the real platform (web server, Celery, local backend)."""
 
 import pytest
 
@@ -72,7 +72,7 @@ def test_the_dialog_explains_a_refused_name_inline_and_creates_nothing(signed_in
 def test_without_a_kubeconfig_the_dialog_opens_settings_on_the_kubeconfig_tab(
     chromium, browser_session_cookie, user, tmp_path
 ):
-    kubernetes_platform = PlatformServer(tmp_path, name="daphne-kubernetes", SANDBOX_BACKEND="kubernetes")
+    kubernetes_platform = PlatformServer(tmp_path, name="web-kubernetes", SANDBOX_BACKEND="kubernetes")
     try:
         context = chromium.new_context(base_url=kubernetes_platform.url)
         context.add_cookies([{**browser_session_cookie(user), "url": kubernetes_platform.url}])
