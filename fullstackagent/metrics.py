@@ -1,6 +1,6 @@
 """Metrics for operators: the series platform processes record, for /metrics (README "Metrics").
 
-Several processes record them: the daphnes of fullstackagent.server.serve (HTTP latency, terminal relays)
+Several processes record them: the web processes of fullstackagent.server.serve (HTTP latency, terminal relays)
 and the Celery workers (reconcile steps). prometheus-client's multiprocess mode keeps each
 process's samples in memory-mapped files of its own under METRICS_DIR, and /metrics
 (fullstackagent.metrics_endpoint) adds up the files of every process, those of exited processes
@@ -41,7 +41,7 @@ def directory() -> Path | None:
 
 
 def remove_dead_live_gauges(folder: Path, *, own_pid_too: bool = False) -> None:
-    """Drops the live-gauge files of processes of this host that are gone (a daphne restarted, or
+    """Drops the live-gauge files of processes of this host that are gone (a web process restarted, or
     SIGKILLed with terminals open): what they counted is no longer open. Counters stay: they are
     totals. Files of other hosts are left to those hosts."""
     for path in folder.glob("gauge_live*.db"):
@@ -174,6 +174,10 @@ class TerminalMeter:
 
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# The names of fullstackagent.urls's catch-all patterns: the 404s of unknown paths, one series.
+API_NOT_FOUND = "api-not-found"
+PAGE_NOT_FOUND = "page-not-found"
+_CATCH_ALLS = frozenset({API_NOT_FOUND, PAGE_NOT_FOUND})
 
 
 class RequestLatencyMiddleware:
@@ -199,7 +203,8 @@ class RequestLatencyMiddleware:
     def route(self, request) -> str:
         match = getattr(request, "resolver_match", None)
         if match is not None:
-            # The catch-all 404 (fullstackagent.urls) has an empty route and no name, as "/" has a name.
-            return "/" + match.route if match.route or match.url_name else "(not found)"
+            if match.url_name in _CATCH_ALLS:
+                return "(not found)"
+            return "/" + match.route
         # Answered before URL resolution: static files (WhiteNoise), or by a middleware (503, 400).
         return "(static)" if request.path.startswith(self.static_prefix) else "(unresolved)"

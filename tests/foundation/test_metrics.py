@@ -1,5 +1,5 @@
 """/metrics (issue 16 §4): refused without a token or an allowed network; with one, the named series,
-added up over the platform's processes (two daphnes, a Celery worker, this test process)."""
+added up over the platform's processes (two web processes, a Celery worker, this test process)."""
 
 import subprocess
 import sys
@@ -48,7 +48,7 @@ def value(scraped: dict, name: str, **labels) -> float | None:
 
 @pytest.fixture
 def platform(transactional_db, tmp_path):
-    """The platform's web server (two daphnes) with a metrics token and no allowed network."""
+    """The platform's web server (two web processes) with a metrics token and no allowed network."""
     server = PlatformServer(tmp_path, METRICS_TOKEN=TOKEN, METRICS_ALLOWED_NETWORKS="")
     yield server
     server.stop()
@@ -96,7 +96,7 @@ def test_a_token_scrape_shows_every_named_series(platform, user):
     assert 30 <= value(scraped, "fullstackagent_reconcile_lag_seconds", resource="sandbox") < 60
     assert value(scraped, "fullstackagent_idle_stops_total", resource="sandbox") == 1
     assert value(scraped, "fullstackagent_idle_stops_total", resource="database") == 0
-    # Whichever daphne answered the API request, the scrape (maybe on the other) counts it, by template.
+    # Whichever web process answered the API request, the scrape (maybe on the other) counts it, by template.
     assert value(scraped, "fullstackagent_http_request_duration_seconds_count", **api_route) == requests_before + 1
     routes = {dict(labels).get("route") for _name, labels in scraped}
     assert not any(str(first.pk) in (route or "") for route in routes)
@@ -122,7 +122,7 @@ def test_a_step_taken_by_a_worker_is_counted_by_the_web_process(platform, start_
 
     project = services.do_create_project(user, name="Metrics Worker")
 
-    # No step runs in this process: the count that grows is the worker's, read by a daphne.
+    # No step runs in this process: the count that grows is the worker's, read by a web process.
     wait_for(lambda: scrape(platform).get(counted, 0) >= before + 1, timeout=30, message="the worker's step in /metrics")
     assert Database.objects.get(project=project).status != "CREATING"
 
@@ -173,3 +173,26 @@ def test_a_dead_process_open_terminals_are_dropped_and_its_counters_kept(tmp_pat
     finally:
         running.kill()
         running.wait()
+
+
+@pytest.mark.parametrize(
+    "path, route",
+    [
+        ("/api/projects/12", "/api/projects/<int:project_id>"),
+        ("/api/user/config", "/api/user/config"),
+        ("/", "/"),
+        ("/projects/12/terminal/", "/projects/<int:project_id>/terminal/"),
+        # Unknown paths, the API's and the pages', are one series, never one per path.
+        ("/api/no-such-route", "(not found)"),
+        ("/api/projects/12/no-such-thing", "(not found)"),
+        ("/no-such-page", "(not found)"),
+    ],
+)
+def test_requests_are_labelled_by_their_route(path, route):
+    from django.test import RequestFactory
+    from django.urls import resolve
+
+    request = RequestFactory().get(path)
+    request.resolver_match = resolve(path)
+
+    assert metrics.RequestLatencyMiddleware(lambda request: None).route(request) == route
