@@ -29,7 +29,8 @@ _returned_at: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def note_return(connection) -> None:
-    """The pool's ``reset`` callback: the connection came back healthy (idle, no transaction)."""
+    """A connection is being given back to its pool (fullstackagent.postgresql.base). One that is
+    not healthy (in a transaction, broken) is rolled back or discarded by the pool as it comes back."""
     _returned_at[connection] = time.monotonic()
 
 

@@ -3,7 +3,12 @@
 Django builds the pool itself (with ``check=ConnectionPool.check_connection`` under
 CONN_HEALTH_CHECKS) and takes no other check; this wrapper swaps in the one that skips connections
 used a moment ago (and checks the pool's other idle ones when one fails), before the pool lends
-anything."""
+anything, and notes when each connection is given back.
+
+The return is noted here, as Django gives the connection back, and not by the pool's ``reset``
+callback: with a ``reset``, psycopg_pool returns every connection through its maintenance thread
+(a queue put, a wake-up, a second thread taking the GIL), which cost the authenticated no-op
+request about a tenth of its CPU (py-spy on the web process, bench/api.py)."""
 
 import functools
 
@@ -21,5 +26,10 @@ class DatabaseWrapper(base.DatabaseWrapper):
         # is swapped (the pool opens on first use), and it is swapped once per process.
         if pool is not None and pool._check == ConnectionPool.check_connection:
             pool._check = functools.partial(db_pool.check_unless_recently_used, pool=pool)
-            pool._reset = db_pool.note_return
         return pool
+
+    def _close(self):
+        # Django's _close gives a pooled connection back (putconn) and forgets it.
+        if self.connection is not None and self.pool:
+            db_pool.note_return(self.connection)
+        return super()._close()

@@ -37,12 +37,20 @@ def end_backends(condition: str, parameters: list) -> int:
     return ended
 
 
+class NotingPool(ConnectionPool):
+    """A pool whose returns are noted as the platform's Django backend notes them."""
+
+    def putconn(self, conn):
+        db_pool.note_return(conn)
+        super().putconn(conn)
+
+
 @pytest.fixture
 def pool():
-    pool = ConnectionPool(
+    pool = NotingPool(
         kwargs=connection_kwargs(),
         min_size=1, max_size=1, open=True,
-        check=db_pool.check_unless_recently_used, reset=db_pool.note_return,
+        check=db_pool.check_unless_recently_used,
     )
     yield pool
     pool.close()
@@ -52,7 +60,19 @@ def test_the_platform_pool_uses_the_cheap_check(db):
     assert settings.DATABASES["default"]["CONN_HEALTH_CHECKS"] is True
     assert connection.pool._check.func is db_pool.check_unless_recently_used
     assert connection.pool._check.keywords == {"pool": connection.pool}
-    assert connection.pool._reset is db_pool.note_return
+    # No reset callback: with one, psycopg_pool hands every return to its maintenance thread.
+    assert connection.pool._reset is None
+
+
+def test_a_connection_django_gives_back_is_noted_as_returned(transactional_db):
+    connection.ensure_connection()
+    given_back = connection.connection
+
+    connection.close()
+
+    assert connection.connection is None
+    assert time.monotonic() - db_pool._returned_at[given_back] < 1.0
+    assert given_back.closed is False  # back in the pool, not closed
 
 
 def test_a_connection_used_a_moment_ago_is_lent_without_a_round_trip(pool, monkeypatch, db):
@@ -108,9 +128,9 @@ def test_when_every_pooled_connection_was_ended_one_wait_gets_a_new_one(db):
     """A restart ends all of them. psycopg_pool, finding a second broken connection within one
     getconn, waits a second before the next try: the request's whole wait. The first broken one
     has the others checked (and replaced) at once."""
-    pool = ConnectionPool(
+    pool = NotingPool(
         kwargs=connection_kwargs(),
-        min_size=3, max_size=3, open=False, timeout=1.0, reset=db_pool.note_return,
+        min_size=3, max_size=3, open=False, timeout=1.0,
     )
     pool._check = functools.partial(db_pool.check_unless_recently_used, pool=pool)
     pool.open(wait=True)
