@@ -44,6 +44,11 @@ def _children(pid: int) -> dict[str, int]:
 class Launcher:
     def __init__(self, tmp_path: Path, **environment):
         self.port = embedded.free_port()
+        # Its processes' PostgreSQL sessions carry this name (libpq's PGAPPNAME, inherited by the web
+        # server, worker and beat it starts): the teardown waits for exactly those to end. Waiting for
+        # every other session of the test database waited out its 10 s whenever the run's own web
+        # server (live_platform) had started in this worker.
+        self.application_name = f"fsa-test-launcher-{os.getpid()}-{self.port}"
         self.log_path = tmp_path / "launcher.log"
         self.log = open(self.log_path, "w")
         self.process = subprocess.Popen(
@@ -53,7 +58,7 @@ class Launcher:
                 # Metrics files of its own: the launcher empties its folder at start, as `make run`
                 # does, and must not empty the one this test run's other processes write to.
                 **{"LOCAL_SANDBOX_ROOT": tmp_path / "sandboxes", "WEB_PROCESSES": 1, "RECONCILE_INTERVAL_SECONDS": 1,
-                   "PROMETHEUS_MULTIPROC_DIR": tmp_path / "metrics", **environment}
+                   "PROMETHEUS_MULTIPROC_DIR": tmp_path / "metrics", "PGAPPNAME": self.application_name, **environment}
             ),
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -86,7 +91,7 @@ def launcher(transactional_db, tmp_path):
     for process in started:
         process.end()
         print(f"--- launcher log ---\n{process.output()[-6000:]}")
-    wait_for_connections_to_close()
+        wait_for_connections_to_close(process.application_name)
 
 
 def _healthy(port: int) -> bool:
