@@ -33,16 +33,16 @@ same machine, and the same clients call both, each call in rounds alternating ou
 then the authenticated no-op from one client alone, and paced: every client one request per
 --paced-interval (20 clients x 0.1 s: 200 requests/s). CPU is counted per process tree: ours the
 web processes, PostgreSQL and Redis; JupyterHub its one process (SQLite runs inside it) and the proxy it
-started (idle: the calls go to the hub's own port). Ends with (2 CPUs, load 4.1, this run's own included)
+started (idle: the calls go to the hub's own port). Ends with (2 CPUs, a quiet machine; December, uvicorn)
     | call                | ours req/s | JupyterHub req/s | ratio |        goal | ours CPU ms/req (server+db) | JupyterHub CPU ms/req |
     |---------------------|------------|------------------|-------|-------------|-----------------------------|-----------------------|
-    | no credentials      |        507 |             1044 |  0.49 | >= 1 MISSED |                   1.91+0.00 |                  0.75 |
-    | authenticated no-op |        234 |              469 |  0.50 | >= 1 MISSED |                   3.96+0.69 |                  1.84 |
-    | create              |         49 |               51 |  0.97 | >= 2 MISSED |                  15.22+4.31 |                 12.29 |
-    | list                |        119 |               54 |  2.20 | >= 3 MISSED |                   8.29+2.19 |                 17.27 |
-    server CPU ms per request, ours vs JupyterHub: authenticated no-op 3.96 vs 1.84 (goal ours <= 1.5: MISSED); no credentials 1.91 vs 0.75 (goal ours <= 0.6: MISSED)
-    ours authenticated no-op paced (20 clients x 1 per 0.1 s, 181/s): p99 186.7 ms / single-client p50 5.4 ms = 34.6 (goal <= 3: MISSED)
-    JupyterHub authenticated no-op paced (20 clients x 1 per 0.1 s, 200/s): p99 164.7 ms / single-client p50 2.4 ms = 67.7
+    | no credentials      |       2078 |             1949 |  1.07 |    >= 1 met |                   0.62+0.00 |                  0.51 |
+    | authenticated no-op |        716 |              682 |  1.05 |    >= 1 met |                   1.85+0.43 |                  1.46 |
+    | create              |        135 |               86 |  1.58 | >= 2 MISSED |                  10.19+2.76 |                 10.22 |
+    | list                |        295 |               91 |  3.25 |    >= 3 met |                   4.64+1.21 |                 10.99 |
+    server CPU ms per request, ours vs JupyterHub: authenticated no-op 1.85 vs 1.46 (goal ours <= 1.5: MISSED); no credentials 0.62 vs 0.51 (goal ours <= 0.6: MISSED)
+    ours authenticated no-op paced (20 clients x 1 per 0.1 s, 200/s): p99 7.1 ms / single-client p50 3.2 ms = 2.3 (goal <= 3: met)
+    JupyterHub authenticated no-op paced (20 clients x 1 per 0.1 s, 200/s): p99 4.2 ms / single-client p50 1.8 ms = 2.3
 The goals (issue 17): ours / JupyterHub requests/s at least 1 for both no-ops, 2 for create and 3 for
 list; ours at most 1.5 server CPU ms per authenticated no-op and 0.6 per 404; the paced no-op's p99 at
 most 3 times its single-client p50. --no-jupyterhub skips the comparison; when JupyterHub cannot be
