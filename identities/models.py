@@ -151,20 +151,23 @@ class UserQuota(models.Model):
     def __str__(self):
         return f"quota of {self.user}"
 
+    # The fields that hold a limit, in the order limits_from() takes their values.
+    LIMIT_FIELDS = ("max_projects", "max_running_sandboxes", "sandbox_cpu", "sandbox_memory", "idle_stop_minutes")
+
     @classmethod
     def limits_for(cls, user_id: int) -> dict:
         """The user's limits: their row's values where set, the settings' defaults otherwise."""
-        quota = cls.objects.filter(user_id=user_id).first()
+        row = cls.objects.filter(user_id=user_id).values_list(*cls.LIMIT_FIELDS).first()
+        return cls.limits_from(row or (None,) * len(cls.LIMIT_FIELDS))
 
-        def pick(field, default):
-            value = getattr(quota, field) if quota else None
-            return default if value in (None, "") else value
-
-        return {
-            "projects": pick("max_projects", settings.QUOTA_PROJECTS),
-            "running_sandboxes": pick("max_running_sandboxes", settings.QUOTA_RUNNING_SANDBOXES),
-            "sandbox_cpu": pick("sandbox_cpu", settings.QUOTA_SANDBOX_CPU),
-            "sandbox_memory": pick("sandbox_memory", settings.QUOTA_SANDBOX_MEMORY),
-            "idle_stop_minutes": pick("idle_stop_minutes", settings.IDLE_STOP_MINUTES),
-        }
+    @staticmethod
+    def limits_from(values) -> dict:
+        """Limits from a row's LIMIT_FIELDS values (None for a user without a row): an empty value
+        takes the settings' default."""
+        defaults = (
+            settings.QUOTA_PROJECTS, settings.QUOTA_RUNNING_SANDBOXES, settings.QUOTA_SANDBOX_CPU,
+            settings.QUOTA_SANDBOX_MEMORY, settings.IDLE_STOP_MINUTES,
+        )
+        picked = [default if value in (None, "") else value for value, default in zip(values, defaults, strict=True)]
+        return dict(zip(("projects", "running_sandboxes", "sandbox_cpu", "sandbox_memory", "idle_stop_minutes"), picked))
 

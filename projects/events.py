@@ -17,18 +17,30 @@ MAX_REASON_CHARACTERS = 2000
 
 def record_transition(resource, from_status: str, to_status: str, *, reason: str = "", cause: str) -> None:
     """One event for a sandbox's or database's status change (call inside the changing transaction)."""
+    record_transitions([resource], from_status, to_status, reason=reason, cause=cause)
+
+
+def record_transitions(resources, from_status: str, to_status: str, *, reason: str = "", cause: str) -> None:
+    """The same change of several resources (a new project's sandbox and database), in one INSERT."""
     if from_status == to_status:
         return
-    ResourceEvent.objects.create(
-        project_id=resource.project_id,
-        resource_kind=ResourceKind(type(resource)._meta.model_name),
-        resource_id=resource.pk,
-        resource_name=resource.name,
-        from_status=from_status,
-        to_status=to_status,
-        reason=(reason or "")[:MAX_REASON_CHARACTERS],
-        cause=cause,
-    )
+    events = [
+        ResourceEvent(
+            project_id=resource.project_id,
+            resource_kind=ResourceKind(type(resource)._meta.model_name),
+            resource_id=resource.pk,
+            resource_name=resource.name,
+            from_status=from_status,
+            to_status=to_status,
+            reason=(reason or "")[:MAX_REASON_CHARACTERS],
+            cause=cause,
+        )
+        for resource in resources
+    ]
+    if len(events) == 1:
+        events[0].save(force_insert=True)
+    else:
+        ResourceEvent.objects.bulk_create(events)
 
 
 def record_user_transitions(resources, to_status: str) -> None:

@@ -1,11 +1,15 @@
 """Per-user quotas: defaults from settings, overrides an operator sets in the admin. A refusal is a 409
 whose message says the limit and how to free one, and changes nothing."""
 
+import threading
+
 import pytest
+from django.db import connection, transaction
 from rest_framework.test import APIClient
 
 from databases.models import Database
 from fullstackagent.status import ResourceStatus
+from fullstackagent.testing.processes import wait_for
 from identities.models import UserQuota
 from projects import services
 from projects.models import Project
@@ -105,3 +109,51 @@ def test_a_sandbox_pod_gets_the_users_resource_limits(user):
 
     [container] = statefulset["spec"]["template"]["spec"]["containers"]
     assert container["resources"]["limits"] == {"cpu": "500m", "memory": "1Gi"}
+
+
+def _waiting_for_a_lock() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0]
+
+
+def test_two_creates_at_once_cannot_both_pass_the_project_quota(transactional_db, user, settings):
+    """The second create waits for the first's lock on the user row, then counts the first's
+    project (limits and usage are read in a statement after the lock, which sees what the first
+    committed) and is refused."""
+    settings.QUOTA_PROJECTS = 1
+    first_created, release_first, results = threading.Event(), threading.Event(), {}
+
+    def first():
+        try:
+            with transaction.atomic():
+                results["first"] = services.do_create_project(user, name="First At Once")
+                first_created.set()
+                release_first.wait(20)
+        finally:
+            connection.close()
+
+    def second():
+        try:
+            results["second"] = services.do_create_project(user, name="Second At Once")
+        except services.QuotaExceeded as refusal:
+            results["second"] = refusal
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=first)]
+    threads[0].start()
+    assert first_created.wait(20)
+    threads.append(threading.Thread(target=second))
+    threads[1].start()
+    wait_for(lambda: _waiting_for_a_lock() >= 1, message="the second create to wait for the user's lock")
+    release_first.set()
+    for thread in threads:
+        thread.join(20)
+
+    assert isinstance(results["first"], Project)
+    assert isinstance(results["second"], services.QuotaExceeded)
+    assert "Your limit is 1 project and you have 1." in str(results["second"])
+    assert list(Project.objects.filter(user=user).values_list("name", flat=True)) == ["First At Once"]
