@@ -13,6 +13,7 @@ The options, each for a reason:
 - websockets' sans-I/O protocol, uvicorn's default, which applies backpressure: a browser that reads
   terminal output slower than the sandbox writes it slows the relay down instead of growing the
   web process's memory (daphne buffered without bound);
+- messages from a browser up to 16 MiB (the preview relays the user's app's websockets too);
 - no permessage-deflate: terminal frames are small and frequent; compressing each cost CPU and
   latency on both ends (daphne never offered it either);
 - proxy headers off: X-Forwarded-For is trusted only as the settings say (TRUSTED_PROXY_COUNT),
@@ -36,9 +37,10 @@ import sys
 APPLICATION = "fullstackagent.asgi:application"
 PING_SECONDS = 20.0
 KEEP_ALIVE_SECONDS = 75
-# The largest websocket message accepted from a browser: ttyd's input frames are keystrokes and
-# pastes; files go through the upload endpoint, in chunks.
-WEBSOCKET_MAX_BYTES = 1024 * 1024
+# The largest websocket message accepted from a browser (uvicorn's default). The terminal's frames
+# are keystrokes and pastes (files go through the upload endpoint, in chunks), but the preview
+# proxy relays the user's own app's websockets, whose messages are the app's business.
+WEBSOCKET_MAX_BYTES = 16 * 1024 * 1024
 
 
 def uvicorn_config(access_log: bool, graceful_shutdown_seconds: int):

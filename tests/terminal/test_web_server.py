@@ -87,14 +87,15 @@ def test_a_forwarded_for_header_does_not_change_the_recorded_client_address(live
     assert TerminalSession.objects.get(sandbox__project=running_project).client_address == "127.0.0.1"
 
 
-def test_a_message_over_a_mebibyte_closes_the_terminal_with_1009(live_platform, running_project, user):
-    """Keystrokes and pastes are small; files go through the upload endpoint in chunks. A larger
-    frame is refused by the server (1009, "message too big") before the relay sees it."""
+def test_a_message_over_16_mib_closes_the_terminal_with_1009(live_platform, running_project, user):
+    """A frame over the server's limit is refused (1009, "message too big") before the relay holds
+    it; the limit is high, as the preview relays the user's own app's websockets through the same
+    server."""
     cookie = session_cookie(user)
 
     async def go():
         websocket = await open_terminal(live_platform, running_project, cookie)
-        await websocket.send(b"0" + b"x" * (1024 * 1024 + 1))
+        await websocket.send(b"0" + b"x" * (16 * 1024 * 1024))
         return await close_code_of(websocket)
 
     assert asyncio.run(go()) == 1009
