@@ -458,3 +458,51 @@ def test_a_body_over_the_limit_is_answered_413_without_reaching_django(app, sett
         "code": "REQUEST_TOO_LARGE",
     }
     assert started == []
+
+
+# --- the threads' hand-off ---------------------------------------------------------------------------
+
+
+def test_threads_run_calls_off_the_loop_and_hand_back_results_and_exceptions():
+    from fullstackagent.threaded_http import Threads
+
+    threads = Threads(2, "handoff")
+
+    def fail():
+        raise ValueError("from the thread")
+
+    async def scenario():
+        names = await asyncio.gather(*(threads.run(lambda: threading.current_thread().name) for _ in range(20)))
+        with pytest.raises(ValueError, match="from the thread"):
+            await threads.run(fail)
+        return names, threading.current_thread().name
+
+    try:
+        names, loop_thread = asyncio.run(scenario())
+        started = len(threads._threads)
+    finally:
+        threads.shutdown(wait=True)
+
+    assert set(names) <= {"handoff_0", "handoff_1"} and loop_thread not in names
+    assert started <= 2  # started as calls arrived, never more than asked
+
+
+def test_a_cancelled_wait_drops_the_answer_and_the_threads_go_on():
+    from fullstackagent.threaded_http import Threads
+
+    threads = Threads(1, "handoff")
+    release = threading.Event()
+
+    async def scenario():
+        waiting = asyncio.ensure_future(threads.run(release.wait, 5))
+        await asyncio.sleep(0.05)
+        waiting.cancel()  # the client went away; the call still finishes on its thread
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        return await threads.run(lambda: "next")
+
+    try:
+        assert asyncio.run(scenario()) == "next"
+    finally:
+        threads.shutdown(wait=True)
