@@ -106,9 +106,14 @@ def test_an_idle_sandbox_stops_with_its_project_and_says_why(user):
 
 def test_a_sandbox_whose_processes_work_is_not_stopped(user):
     project, sandbox, database = running_project(user, "Busy Agent")
-    # An agent at work, as the backend sees it: a process using CPU. Started straight at ttyd, not
-    # through the relay, so no terminal traffic is recorded.
-    shell(project, "nohup sh -c 'while :; do :; done' >/dev/null 2>&1 & echo started-$!", r"started-\d+")
+    # An agent at work, as the backend sees it: a process using CPU, here a quarter of one (busy
+    # 100 ms, asleep 300 ms; the threshold is 3 %), so the test does not take a CPU from the rest of
+    # the suite. Started straight at ttyd, not through the relay, so no terminal traffic is recorded.
+    work = (
+        "while :; do end=$(( ${EPOCHREALTIME/./} + 100000 )); "
+        "while (( ${EPOCHREALTIME/./} < end )); do :; done; sleep 0.3; done"
+    )
+    shell(project, f"nohup bash -c '{work}' >/dev/null 2>&1 & echo started-$!", r"started-\d+")
 
     seen = step_for(sandbox, LIMIT_SECONDS * 2)
 
