@@ -9,7 +9,8 @@ as long through the relay as straight to ttyd, and the relay added 0.6 ms to a k
 the consumers and fullstackagent.threaded_http are unchanged: they are ASGI, whatever serves them.
 
 The options, each for a reason:
-- uvloop and httptools, the fast loop and HTTP parser (both wheels, no compiler needed);
+- uvloop and httptools, the fast loop and HTTP parser (both wheels, no compiler needed), with a
+  limit on a request's URL and headers (fullstackagent.server.http_protocol: 431 past 64 KiB);
 - websockets' sans-I/O protocol, uvicorn's default, which applies backpressure: a browser that reads
   terminal output slower than the sandbox writes it slows the relay down instead of growing the
   web process's memory (daphne buffered without bound);
@@ -46,10 +47,13 @@ WEBSOCKET_MAX_BYTES = 16 * 1024 * 1024
 def uvicorn_config(access_log: bool, graceful_shutdown_seconds: int):
     import uvicorn
 
+    from fullstackagent.server.http_protocol import LimitedHttpToolsProtocol
+
     return uvicorn.Config(
         APPLICATION,
         loop="uvloop",
-        http="httptools",
+        # httptools, with a limit on a request's head (64 KiB) that uvicorn does not have.
+        http=LimitedHttpToolsProtocol,
         ws="websockets-sansio",
         ws_max_size=WEBSOCKET_MAX_BYTES,
         ws_ping_interval=PING_SECONDS,

@@ -183,3 +183,55 @@ def test_refusing_512_mb_bodies_does_not_grow_the_web_processes(web_server, sign
     assert all(sent < 64 * MiB for sent in taken)  # what the kernel buffered, never the whole body
     assert max(growth.values()) < 3 * MiB
     assert healthz(port)[0] == 200
+
+
+def push_header(port: int, size: int) -> tuple[int, int | None]:
+    """Sends one request whose single header grows to ``size`` bytes, until the server stops
+    taking it; (bytes it took, the answer's status or None)."""
+    sent = 0
+    piece = b"a" * (64 * 1024)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ")
+        try:
+            while sent < size:
+                sock.sendall(piece)
+                sent += len(piece)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        try:
+            status, _, _ = read_answer(sock)
+        except (AssertionError, ConnectionResetError):
+            status = None  # reset before the answer could be read: the kernel dropped it
+    return sent, status
+
+
+def test_a_request_head_over_64_kib_is_refused_with_431_and_not_kept(web_server):
+    """uvicorn keeps a request's URL and headers until they are complete, however long: one
+    connection sending a 200 MiB header grew a web process by 366 MiB before the limit."""
+    port = web_server.port
+    web_processes = wait_for(lambda: children_of(web_server.process.pid) if len(children_of(web_server.process.pid)) == 2 else None)
+    for _ in range(20):
+        assert healthz(port)[0] == 200
+        push_header(port, 128 * 1024)
+    before = {pid: rss_bytes(pid) for pid in web_processes}
+
+    pushed = [push_header(port, 256 * MiB) for _ in range(3)]
+    growth = {pid: rss_bytes(pid) - before[pid] for pid in web_processes}
+
+    print(f"header bytes the server took, answers: {pushed}; RSS growth per web process: {growth}")
+    statuses = [status for _, status in pushed]
+    assert all(sent < 64 * MiB for sent, _ in pushed)  # what the kernel buffered, never the whole header
+    assert set(statuses) <= {431, None} and 431 in statuses  # None: reset before the answer was read
+    assert max(growth.values()) < 3 * MiB
+    assert healthz(port)[0] == 200
+
+
+def test_a_complete_head_is_measured_by_its_headers(port):
+    """Large cookies and tokens are fine (48 KiB of headers); a whole head over the limit sent at
+    once is refused as well as one that keeps arriving."""
+    def status_with_header_of(size: int) -> int:
+        return ask(port, "GET", "/healthz", {"X-Big": "a" * size})[0]
+
+    assert status_with_header_of(48 * 1024) == 200
+    assert status_with_header_of(100 * 1024) == 431
+    assert ask(port, "GET", "/healthz?" + "q=1&" * 20_000, {})[0] == 431  # an 80 KB URL
