@@ -127,5 +127,9 @@ def test_a_sandbox_that_died_under_an_open_terminal_is_restarted_at_once(start_c
         row = Sandbox.objects.get(pk=sandbox.pk)
         return row.last_error.startswith(DRIFT_NOTE) and row.observed_at > died_at
     wait_for(restarted, timeout=4, message="the drift restart the relay's report led to")
+    # The restart's step set the sandbox STARTING; the project's status follows a refresh later, so
+    # it may still read RUNNING from before the crash: wait for the sandbox itself.
+    wait_for(lambda: Sandbox.objects.get(pk=sandbox.pk).status == ResourceStatus.RUNNING, timeout=10,
+             message="the restarted sandbox running")
     wait_for_status(project, ProjectStatus.RUNNING, timeout=10)
     assert backend.terminal_server_pid(spec) is not None
