@@ -22,6 +22,7 @@ than STUCK_AFTER seconds runs on an overflow pool instead of queueing behind it.
 """
 
 import asyncio
+import functools
 import itertools
 import logging
 import queue
@@ -84,14 +85,7 @@ class Threads:
     def submit(self, function, *args) -> Future:
         """From outside the event loop (tests, shutdown work): a concurrent.futures Future."""
         future = Future()
-
-        def settle(result, error):
-            if error is None:
-                future.set_result(result)
-            else:
-                future.set_exception(error)
-
-        self._put(function, args, settle)
+        self._put(function, args, functools.partial(_settle, future))
         return future
 
     def shutdown(self, wait: bool = True) -> None:
@@ -131,6 +125,7 @@ class Threads:
 
 
 def _settle(future, result, error) -> None:
+    """Gives ``future`` (asyncio's or concurrent.futures') its result or exception."""
     if future.done():  # the waiting task was cancelled
         return
     if error is None:

@@ -151,8 +151,16 @@ class UserQuota(models.Model):
     def __str__(self):
         return f"quota of {self.user}"
 
-    # The fields that hold a limit, in the order limits_from() takes their values.
-    LIMIT_FIELDS = ("max_projects", "max_running_sandboxes", "sandbox_cpu", "sandbox_memory", "idle_stop_minutes")
+    # Each limit: its name, the field that holds it here, the setting with its default.
+    LIMITS = (
+        ("projects", "max_projects", "QUOTA_PROJECTS"),
+        ("running_sandboxes", "max_running_sandboxes", "QUOTA_RUNNING_SANDBOXES"),
+        ("sandbox_cpu", "sandbox_cpu", "QUOTA_SANDBOX_CPU"),
+        ("sandbox_memory", "sandbox_memory", "QUOTA_SANDBOX_MEMORY"),
+        ("idle_stop_minutes", "idle_stop_minutes", "IDLE_STOP_MINUTES"),
+    )
+    # The fields in that order, the order limits_from() takes their values in.
+    LIMIT_FIELDS = tuple(field for _, field, _ in LIMITS)
 
     @classmethod
     def limits_for(cls, user_id: int) -> dict:
@@ -160,14 +168,12 @@ class UserQuota(models.Model):
         row = cls.objects.filter(user_id=user_id).values_list(*cls.LIMIT_FIELDS).first()
         return cls.limits_from(row or (None,) * len(cls.LIMIT_FIELDS))
 
-    @staticmethod
-    def limits_from(values) -> dict:
+    @classmethod
+    def limits_from(cls, values) -> dict:
         """Limits from a row's LIMIT_FIELDS values (None for a user without a row): an empty value
         takes the settings' default."""
-        defaults = (
-            settings.QUOTA_PROJECTS, settings.QUOTA_RUNNING_SANDBOXES, settings.QUOTA_SANDBOX_CPU,
-            settings.QUOTA_SANDBOX_MEMORY, settings.IDLE_STOP_MINUTES,
-        )
-        picked = [default if value in (None, "") else value for value, default in zip(values, defaults, strict=True)]
-        return dict(zip(("projects", "running_sandboxes", "sandbox_cpu", "sandbox_memory", "idle_stop_minutes"), picked))
+        return {
+            name: getattr(settings, setting) if value in (None, "") else value
+            for (name, _, setting), value in zip(cls.LIMITS, values, strict=True)
+        }
 

@@ -37,10 +37,7 @@ def record_transitions(resources, from_status: str, to_status: str, *, reason: s
         )
         for resource in resources
     ]
-    if len(events) == 1:
-        events[0].save(force_insert=True)
-    else:
-        ResourceEvent.objects.bulk_create(events)
+    ResourceEvent.objects.bulk_create(events)
 
 
 def record_user_transitions(resources, to_status: str) -> None:

@@ -77,10 +77,11 @@ def access_log_options() -> list[str]:
 
 
 def graceful_shutdown_options() -> list[str]:
-    """WEB_GRACEFUL_SHUTDOWN_SECONDS (default 5): how long requests in flight may take after SIGTERM."""
+    """WEB_GRACEFUL_SHUTDOWN_SECONDS: how long requests in flight may take after SIGTERM."""
     from fullstackagent.config import env_int
+    from fullstackagent.server.web_process import GRACEFUL_SHUTDOWN_SECONDS
 
-    seconds = _from_environment(lambda: env_int("WEB_GRACEFUL_SHUTDOWN_SECONDS", 5, minimum=0))
+    seconds = _from_environment(lambda: env_int("WEB_GRACEFUL_SHUTDOWN_SECONDS", GRACEFUL_SHUTDOWN_SECONDS, minimum=0))
     return ["--graceful-shutdown", str(seconds)]
 
 

@@ -38,6 +38,8 @@ import sys
 APPLICATION = "fullstackagent.asgi:application"
 PING_SECONDS = 20.0
 KEEP_ALIVE_SECONDS = 75
+# On SIGTERM, how long requests in flight may take to finish (WEB_GRACEFUL_SHUTDOWN_SECONDS).
+GRACEFUL_SHUTDOWN_SECONDS = 5
 # The largest websocket message accepted from a browser (uvicorn's default). The terminal's frames
 # are keystrokes and pastes (files go through the upload endpoint, in chunks), but the preview
 # proxy relays the user's own app's websockets, whose messages are the app's business.
@@ -79,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fd", type=int, required=True, help="file descriptor of a bound, listening TCP socket")
     parser.add_argument("--access-log", action="store_true", help="a line per request on stderr")
     parser.add_argument(
-        "--graceful-shutdown", type=int, default=5, metavar="SECONDS",
-        help="on SIGTERM, how long requests in flight may take to finish (default 5)",
+        "--graceful-shutdown", type=int, default=GRACEFUL_SHUTDOWN_SECONDS, metavar="SECONDS",
+        help=f"on SIGTERM, how long requests in flight may take to finish (default {GRACEFUL_SHUTDOWN_SECONDS})",
     )
     args = parser.parse_args(argv)
     try:
@@ -100,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     # signal (fullstackagent.server.supervise tells the two apart).
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, lambda signum, frame: None)
+
     class Server(uvicorn.Server):
         async def startup(self, sockets=None):
             await super().startup(sockets)

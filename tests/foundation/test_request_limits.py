@@ -60,20 +60,24 @@ def rss_bytes(pid: int) -> int:
     raise AssertionError(f"no VmRSS for {pid}")
 
 
-def push_body(port: int, path: str, length: int, headers: dict) -> int:
-    """Announces ``length`` bytes and sends zeros until the server stops taking them; returns how
-    many it took (the kernel's socket buffers hold a few MB the server never reads)."""
+def stream(sock: socket.socket, size: int, piece: bytes) -> int:
+    """Sends ``piece`` after ``piece`` until ``size`` bytes or the server stops taking them; returns
+    how many it took (the kernel's socket buffers hold a few MB the server never reads)."""
     sent = 0
-    piece = b"\0" * MiB
+    try:
+        while sent < size:
+            sock.sendall(piece)
+            sent += len(piece)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    return sent
+
+
+def push_body(port: int, path: str, length: int, headers: dict) -> int:
+    """Announces ``length`` bytes and sends zeros until the server stops taking them; how many it took."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(request_head("POST", path, {"Content-Length": str(length), **headers}))
-        try:
-            while sent < length:
-                sock.sendall(piece)
-                sent += len(piece)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-    return sent
+        return stream(sock, length, b"\0" * MiB)
 
 
 @pytest.fixture(scope="module")
@@ -188,16 +192,9 @@ def test_refusing_512_mb_bodies_does_not_grow_the_web_processes(web_server, sign
 def push_header(port: int, size: int) -> tuple[int, int | None]:
     """Sends one request whose single header grows to ``size`` bytes, until the server stops
     taking it; (bytes it took, the answer's status or None)."""
-    sent = 0
-    piece = b"a" * (64 * 1024)
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ")
-        try:
-            while sent < size:
-                sock.sendall(piece)
-                sent += len(piece)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        sent = stream(sock, size, b"a" * (64 * 1024))
         try:
             status, _, _ = read_answer(sock)
         except (AssertionError, ConnectionResetError):
