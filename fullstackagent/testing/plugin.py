@@ -91,6 +91,13 @@ def _prepare_environment(controller: bool = False) -> None:
     os.environ.setdefault("KUBERNETES_ALLOWED_NETWORKS", "127.0.0.0/8")
 
 
+def pytest_configure(config):
+    if config.pluginmanager.hasplugin("django"):
+        from fullstackagent.testing import flush
+
+        flush.install()
+
+
 def pytest_unconfigure(config):
     if "scratch" in _started:
         # Sandboxes the tests left running (their ttyd and tmux processes live outside the test

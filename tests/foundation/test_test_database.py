@@ -1,0 +1,98 @@
+"""The suite's own emptying of the test database after a transactional test (fullstackagent.testing.flush)."""
+
+import threading
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.contrib.contenttypes.models import ContentType
+from django.contrib.sites.models import Site
+from django.db import connections, transaction
+from django.test import TransactionTestCase
+
+from fullstackagent.testing import flush
+from identities.models import UserConfig
+from projects import services
+from projects.models import Project
+from sandboxes.models import Sandbox
+
+
+class _AnyTransactionalTest(TransactionTestCase):
+    databases = {"default"}
+
+
+def _teardown():
+    _AnyTransactionalTest()._fixture_teardown()
+
+
+def _kept():
+    return list(ContentType.objects.order_by("pk").values_list("pk", "app_label", "model")), list(
+        Permission.objects.order_by("pk").values_list("pk", "codename")
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_test_leaves_no_row_behind_but_the_content_types_permissions_and_site(make_user):
+    assert TransactionTestCase._fixture_teardown is flush._fixture_teardown
+    _teardown()  # the first one in a process is Django's flush, which notes what it left
+    kept = _kept()
+    site = list(Site.objects.values_list("pk", "domain"))
+    user = make_user("alice")
+    services.do_create_project(user, name="Blog")
+
+    _teardown()
+
+    assert not Project.objects.exists() and not Sandbox.objects.exists() and not UserConfig.objects.exists()
+    assert not type(user).objects.exists()
+    assert _kept() == kept and kept[0] and kept[1]
+    assert list(Site.objects.values_list("pk", "domain")) == site
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_test_that_changed_the_permissions_gets_djangos_whole_flush(make_user):
+    _teardown()
+    kept = _kept()
+    Permission.objects.create(codename="made_by_a_test", name="x", content_type=ContentType.objects.first())
+    make_user("alice")
+
+    _teardown()
+
+    assert not Permission.objects.filter(codename="made_by_a_test").exists()
+    assert [codename for _, codename in _kept()[1]] == [codename for _, codename in kept[1]]
+    assert not type(make_user("bob")).objects.exclude(username="bob").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rows_written_by_another_session_at_the_same_time_are_deleted_too(make_user, django_user_model):
+    """A web process still writing when the test ends: the emptying waits for its transaction."""
+    _teardown()
+    make_user("alice")
+    started, finish = threading.Event(), threading.Event()
+
+    def other_session():
+        try:
+            with transaction.atomic():
+                late = make_user("late")
+                services.do_create_project(late, name="Late")
+                started.set()
+                finish.wait(10)
+        finally:
+            connections.close_all()
+
+    def emptying_session():
+        try:
+            _teardown()
+        finally:
+            connections.close_all()
+
+    writer = threading.Thread(target=other_session)
+    writer.start()
+    assert started.wait(10)
+    emptying = threading.Thread(target=emptying_session)
+    emptying.start()
+    emptying.join(0.5)
+    assert emptying.is_alive(), "the emptying did not wait for the other session's transaction"
+    finish.set()
+    writer.join(10)
+    emptying.join(10)
+
+    assert not Project.objects.exists() and not django_user_model.objects.exists()
