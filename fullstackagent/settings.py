@@ -7,6 +7,7 @@ DATABASE_URL and REDIS_URL; missing ones stop the process with a message naming 
 
 import ipaddress
 import secrets
+import sys
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -78,9 +79,6 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "t
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
-    # `manage.py runserver` serves the ASGI application with daphne (development only; production
-    # runs fullstackagent.server.serve).
-    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -103,6 +101,12 @@ INSTALLED_APPS = [
     "aiproxy",
     "previews",
 ]
+# `manage.py runserver` serves the ASGI application (websockets included) with daphne's runserver,
+# for development; production runs fullstackagent.server.serve. Only for that command: daphne's app
+# imports Twisted and installs its reactor when loaded, a quarter of a second of the start of every
+# web process, Celery worker and management command that has no use for it.
+if sys.argv[1:2] == ["runserver"]:
+    INSTALLED_APPS.insert(0, "daphne")
 
 MIDDLEWARE = [
     # Outermost: HTTP latency by route is timed around everything else, 503s and redirects included.

@@ -335,3 +335,23 @@ def test_processes_below_one_is_a_usage_error():
 
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == "python -m fullstackagent.server.serve: error: --processes must be at least 1"
+
+
+def test_only_runserver_loads_daphne_and_a_web_process_collects_garbage_once_loaded():
+    """`manage.py runserver` is daphne's (ASGI: the terminal works in development); nothing else
+    loads daphne's app, which imports Twisted and installs its reactor."""
+    environment = platform_process_environment()
+    runserver = subprocess.run(
+        [sys.executable, "manage.py", "runserver", "--help"], cwd=PROJECT_ROOT, env=environment,
+        capture_output=True, text=True, timeout=60,
+    )
+    assert runserver.returncode == 0, runserver.stderr
+    assert "--noasgi" in runserver.stdout  # daphne's runserver, not Django's WSGI one
+
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import gc, json, sys; from fullstackagent import asgi; "
+         "print(json.dumps(['twisted' in sys.modules, 'daphne' in sys.modules, gc.isenabled(), gc.get_freeze_count() > 0]))"],
+        cwd=PROJECT_ROOT, env=environment, capture_output=True, text=True, timeout=60,
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    assert json.loads(loaded.stdout) == [False, False, True, True]
