@@ -1,6 +1,9 @@
 """Fixtures shared by every app's tests. Services (PostgreSQL, Redis) come from
 fullstackagent.testing.plugin; these fixtures add users, clients and a real Celery worker."""
 
+import subprocess
+import time
+
 import pytest
 
 from fullstackagent.testing.processes import CeleryWorker, PlatformServer, end_other_sessions, wait_for_connections_to_close
@@ -133,18 +136,65 @@ CHROMIUM_ARGS = [
 ]
 
 
+@pytest.fixture(scope="session")
+def _chromium_process(tmp_path_factory):
+    """One headless Chromium (Debian's /usr/bin/chromium) for the run's browser tests, each of which
+    connects to it and works in browser contexts of its own (separate cookies, storage and cache, as
+    in a browser of its own). Starting a Chromium per test cost about 0.9 s of CPU each."""
+    running = []
+
+    def current() -> str:
+        """The DevTools address of the run's Chromium, started again if it has exited."""
+        if not running or running[-1][0].poll() is not None:
+            running.append(_start_chromium(tmp_path_factory.mktemp("chromium")))
+        return running[-1][1]
+
+    yield current
+    for process, _ in running:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _start_chromium(directory):
+    profile = directory / "profile"
+    log = open(directory / "chromium.log", "w")
+    process = subprocess.Popen(
+        ["/usr/bin/chromium", *CHROMIUM_ARGS, "--remote-debugging-port=0", f"--user-data-dir={profile}", "about:blank"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    log.close()
+    # Chromium writes the port it chose and the browser's DevTools path to this file once listening.
+    active_port = profile / "DevToolsActivePort"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        lines = active_port.read_text().split() if active_port.exists() else []
+        if len(lines) == 2:
+            return process, f"ws://127.0.0.1:{lines[0]}{lines[1]}"
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"Chromium did not start: {(directory / 'chromium.log').read_text()[-2000:]}")
+
+
 @pytest.fixture
-def chromium(monkeypatch, transactional_db):
-    """Headless Chromium (Debian's /usr/bin/chromium) driven by Playwright; closed after the test,
-    before its data is emptied (transactional_db): its pages stop calling the run's server first."""
+def chromium(_chromium_process, monkeypatch, transactional_db):
+    """The run's headless Chromium driven by Playwright, for this test; the contexts and pages the
+    test opened are closed after it, before its data is emptied (transactional_db): its pages stop
+    calling the run's server first."""
     from playwright.sync_api import sync_playwright
 
     # Playwright's sync API keeps an event loop running in this thread, which makes Django refuse
     # ORM calls from the test body; the test still runs one thing at a time, so they are safe.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = playwright.chromium.connect_over_cdp(_chromium_process())
         yield browser
+        # Closes the contexts this connection made, then disconnects; the browser stays for the next test.
         browser.close()
         # While Playwright's loop runs, Django keeps this thread's connections apart from the ones
         # the test database was set up with (asgiref's per-context storage); close them, or the
