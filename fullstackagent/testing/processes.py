@@ -102,7 +102,10 @@ class CeleryWorker(PlatformProcess):
         ]
         if beat:
             command += ["--beat", "--schedule", str(tmp_path / f"beat-{name}")]
-        super().__init__(command, tmp_path / f"celery-{name}.log", environment or {})
+        # Django's system checks, which Celery runs as each worker starts (a sixth of its start here):
+        # the suite starts about fifty workers on the same code, and test_deploy runs the checks.
+        environment = {"CELERY_SKIP_CHECKS": "1", **(environment or {})}
+        super().__init__(command, tmp_path / f"celery-{name}.log", environment)
         self.wait_until(lambda: "ready." in self.output(), "celery worker")
 
 
