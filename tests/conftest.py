@@ -6,7 +6,13 @@ import time
 
 import pytest
 
-from fullstackagent.testing.processes import CeleryWorker, PlatformServer, end_other_sessions, wait_for_connections_to_close
+from fullstackagent.testing.processes import (
+    CeleryWorker,
+    PlatformServer,
+    end_other_sessions,
+    terminate,
+    wait_for_connections_to_close,
+)
 
 
 @pytest.fixture(scope="session")
@@ -151,12 +157,7 @@ def _chromium_process(tmp_path_factory):
 
     yield current
     for process, _ in running:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        terminate(process)
 
 
 def _start_chromium(directory):

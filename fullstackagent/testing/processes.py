@@ -41,6 +41,16 @@ def platform_process_environment(**extra) -> dict:
 _process_numbers = itertools.count(1)
 
 
+def terminate(process: subprocess.Popen, timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if the process is still there after ``timeout`` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class PlatformProcess:
     """A platform process (worker, web server) started for a test, its output kept in a log file.
     Its PostgreSQL sessions carry ``application_name`` (libpq's PGAPPNAME), so a test can wait for

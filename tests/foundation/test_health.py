@@ -11,7 +11,7 @@ from django.test import override_settings
 
 from fullstackagent.devtools import embedded
 from fullstackagent.health import SCHEDULER_HEARTBEAT_KEY, probe_host
-from fullstackagent.testing.processes import PROJECT_ROOT, platform_process_environment
+from fullstackagent.testing.processes import PROJECT_ROOT, platform_process_environment, terminate
 from projects.tasks import scan_resources
 
 
@@ -87,12 +87,7 @@ def production_server(production_env, tmp_path):
             pytest.fail(f"the web server did not start:\n{(tmp_path / 'server.log').read_text()[-3000:]}")
         time.sleep(0.1)
     yield port, environment
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    terminate(process)
     log.close()
 
 
