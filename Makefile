@@ -26,9 +26,10 @@ run: install
 	$(PY) -m fullstackagent.devtools.launcher
 
 # The suite runs on TEST_WORKERS pytest-xdist workers, each with its own test database, Redis and
-# sandboxes (fullstackagent.testing.plugin): with 2 on 2 CPUs, 5.7 to 6.7 minutes against 11 in
-# one process (TEST_WORKERS=0), much of each test being waits on real processes. Tests marked serial
-# (time bounds of a second or so) run afterwards, alone.
+# sandboxes (fullstackagent.testing.plugin): with 2 on 2 CPUs, about 5.2 minutes (and the serial
+# part 26 s) in the runs of December 2, 4 being 5-10 % faster but more exposed to load-sensitive
+# tests; much of each test is waiting on real processes. Tests marked serial (time bounds of a
+# second or so) run afterwards, alone.
 TEST_WORKERS ?= 2
 # The modules of the serial tests (their source says pytest.mark.serial; fullstackagent.testing.plugin
 # refuses a serial test marked otherwise): the serial part collects only them.
