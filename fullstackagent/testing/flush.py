@@ -10,10 +10,13 @@ first: if a test added or removed a content type or permission, Django's own flu
 
 The tables are emptied with DELETE, not TRUNCATE: they hold a test's few rows, and TRUNCATE's
 fixed cost per table (new files for the table and its indexes) made 27 tables take 85 ms against
-3 ms. As TRUNCATE would, it first waits for other sessions' writes in progress to end (a web
-process of the run still answering a request of the test) and holds new ones until it is done, so
-their rows are deleted too; Django's foreign keys are deferrable, so the order does not matter. A
-DELETE that fails (a constraint that is not deferred) falls back to Django's flush.
+3 ms. With TRUNCATE's lock, though (ACCESS EXCLUSIVE): it waits for every other session's
+transaction on those tables to end, readers included (a web process of the run still answering a
+request of the test: one that has read and is about to write), and holds new ones until it is
+done, so their rows are deleted too. A weaker lock that waited for writers only let a request that
+had read but not yet written insert its rows after the emptying, into the next test. Django's
+foreign keys are deferrable, so the order of the DELETEs does not matter. A DELETE that fails (a
+constraint that is not deferred, a deadlock with such a session) falls back to Django's flush.
 """
 
 from django.contrib.auth.management import create_permissions
@@ -86,7 +89,7 @@ def _empty_all_but_the_kept_tables(connection) -> None:
     ]
     with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
         cursor.execute("SET CONSTRAINTS ALL DEFERRED")
-        cursor.execute(f"LOCK TABLE {', '.join(tables)} IN SHARE ROW EXCLUSIVE MODE")
+        cursor.execute(f"LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE")
         cursor.execute("; ".join(f"DELETE FROM {table}" for table in tables))
 
 

@@ -62,8 +62,10 @@ def test_a_test_that_changed_the_permissions_gets_djangos_whole_flush(make_user)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_rows_written_by_another_session_at_the_same_time_are_deleted_too(make_user, django_user_model):
-    """A web process still writing when the test ends: the emptying waits for its transaction."""
+@pytest.mark.parametrize("writes_first", [True, False], ids=["written", "read"])
+def test_rows_written_by_another_session_at_the_same_time_are_deleted_too(make_user, django_user_model, writes_first):
+    """A web process still answering when the test ends, its transaction having read and about to
+    write (or written): the emptying waits for its transaction, and its rows go too."""
     _teardown()
     make_user("alice")
     started, finish = threading.Event(), threading.Event()
@@ -71,10 +73,13 @@ def test_rows_written_by_another_session_at_the_same_time_are_deleted_too(make_u
     def other_session():
         try:
             with transaction.atomic():
-                late = make_user("late")
-                services.do_create_project(late, name="Late")
+                if writes_first:
+                    services.do_create_project(django_user_model.objects.create(username="early"), name="Early")
+                else:
+                    django_user_model.objects.exists()
                 started.set()
                 finish.wait(10)
+                django_user_model.objects.create(username="late")
         finally:
             connections.close_all()
 
