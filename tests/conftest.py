@@ -178,7 +178,7 @@ def _start_chromium(directory):
         if process.poll() is not None:
             break
         time.sleep(0.05)
-    process.kill()
+    terminate(process)
     raise RuntimeError(f"Chromium did not start: {(directory / 'chromium.log').read_text()[-2000:]}")
 
 

@@ -3,7 +3,7 @@
 After a test that commits (pytest-django's ``transactional_db``: every test with a live server, a
 Celery worker or a browser), Django's TransactionTestCase runs ``flush``: it truncates every table,
 content types and permissions included, then sends ``post_migrate`` so that they are made again
-(130 queries, about 170 ms of the test's time here, a third of it in the test process). Their rows
+(130 queries, about 170 ms of the test's time here, half of it in the test process). Their rows
 come from the code alone and no test changes them: this teardown empties every other table and
 sends ``post_migrate`` to the other receivers only (the default Site's). It checks the kept tables
 first: if a test added or removed a content type or permission, Django's own flush runs instead.
