@@ -98,6 +98,12 @@ def pytest_configure(config):
         flush.install()
 
 
+def pytest_runtest_logfinish(nodeid, location):
+    from fullstackagent.testing import flush
+
+    flush.previous_test["nodeid"] = nodeid
+
+
 def pytest_unconfigure(config):
     if "scratch" in _started:
         # Sandboxes the tests left running (their ttyd and tmux processes live outside the test

@@ -1,6 +1,7 @@
 """The suite's own emptying of the test database after a transactional test (fullstackagent.testing.flush)."""
 
 import threading
+import warnings
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -101,3 +102,35 @@ def test_rows_written_by_another_session_at_the_same_time_are_deleted_too(make_u
     emptying.join(10)
 
     assert not Project.objects.exists() and not django_user_model.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rows_committed_after_the_emptying_are_emptied_before_the_next_test_and_reported(make_user):
+    """Something an earlier test left running (a thread, a process, a request in flight) commits
+    after that test's emptying: the next transactional test does not begin with its rows."""
+    _teardown()
+    site = list(Site.objects.values_list("pk", "domain"))
+
+    def late_session():
+        try:
+            services.do_create_project(make_user("late"), name="Late")
+        finally:
+            connections.close_all()
+
+    late = threading.Thread(target=late_session)
+    late.start()
+    late.join(10)
+    assert Project.objects.count() == 1 and Sandbox.objects.count() == 1
+
+    with pytest.warns(flush.StrayRowsWarning, match="sandboxes_sandbox") as caught:
+        _AnyTransactionalTest._fixture_setup()
+
+    assert not Project.objects.exists() and not Sandbox.objects.exists()
+    assert not UserConfig.objects.exists() and not type(make_user("bob")).objects.exclude(username="bob").exists()
+    assert list(Site.objects.values_list("pk", "domain")) == site
+    assert f"this process: {flush.previous_test['nodeid']}." in str(caught[0].message)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _teardown()
+        _AnyTransactionalTest._fixture_setup()  # nothing stray: no warning
