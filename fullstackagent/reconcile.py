@@ -290,12 +290,16 @@ def step_outcome(result: StepResult, attempts: int, landed: bool) -> str:
 def claim_due_ids(model, limit: int | None = None) -> list[int]:
     """The ids the beat should queue now, pushed one lease ahead so the next tick does not queue
     them again while their task waits in the broker. One statement, whatever the table size: the
-    partial index `<model>_due_idx` holds only rows with work."""
+    partial index `<model>_due_idx` holds only rows with work.
+
+    The batch is a MATERIALIZED CTE, evaluated once. Written as ``WHERE id IN (SELECT … LIMIT …
+    FOR UPDATE SKIP LOCKED)`` the planner may choose a nested-loop semi join that runs the subquery
+    again for each row it scans; every run skips the rows the UPDATE has just changed and locks the
+    next ones, so one claim took every due row, past its limit, and left none for a second scan."""
     table = model._meta.db_table
     now = timezone.now()
     sql = f"""
-        UPDATE {table} SET next_check_at = %s
-        WHERE id IN (
+        WITH batch AS MATERIALIZED (
             SELECT id FROM {table}
             WHERE next_check_at IS NOT NULL AND next_check_at <= %s
               AND (locked_until IS NULL OR locked_until < %s)
@@ -303,10 +307,12 @@ def claim_due_ids(model, limit: int | None = None) -> list[int]:
             LIMIT %s
             FOR UPDATE SKIP LOCKED
         )
-        RETURNING id
+        UPDATE {table} SET next_check_at = %s
+        FROM batch WHERE {table}.id = batch.id
+        RETURNING {table}.id
     """
     with connection.cursor() as cursor:
-        cursor.execute(sql, [now + timedelta(seconds=lease_seconds()), now, now, limit or settings.RECONCILE_SCAN_BATCH])
+        cursor.execute(sql, [now, now, limit or settings.RECONCILE_SCAN_BATCH, now + timedelta(seconds=lease_seconds())])
         return [row[0] for row in cursor.fetchall()]
 
 

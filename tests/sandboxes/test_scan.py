@@ -87,3 +87,21 @@ def test_two_scans_at_once_queue_each_due_row_once(user):
     assert set(first["ids"]).isdisjoint(second)
     assert set(first["ids"]) | set(second) == set(Sandbox.objects.values_list("pk", flat=True))
     assert claim_due_ids(Sandbox) == []
+
+
+@pytest.mark.parametrize("plan", ["default", "nested loop"])
+def test_a_claim_takes_at_most_its_batch_whatever_the_plan(user, plan):
+    """With a nested-loop plan, a subquery that locks its LIMIT rows is run again for every row
+    the UPDATE scans (each run skipping the rows just changed): the batch must not grow with it."""
+    from django.db import connection
+
+    _steady_projects(user, 6, due=True)
+    if plan == "nested loop":  # the plan PostgreSQL chose in some full runs (table statistics)
+        with connection.cursor() as cursor:
+            for setting in ("hashjoin", "hashagg", "mergejoin", "sort", "material"):
+                cursor.execute(f"SET LOCAL enable_{setting} = off")
+
+    first = claim_due_ids(Sandbox, limit=4)
+    second = claim_due_ids(Sandbox, limit=4)
+
+    assert len(first) == 4 and len(second) == 2 and set(first).isdisjoint(second)
