@@ -37,7 +37,7 @@ def do_provision_anthropic_key(user, *, sealos_user_id: str, kubeconfig: str) ->
     with transaction.atomic():
         # Re-check under the user's lock: a concurrent sign-in may have stored a key meanwhile, or
         # the user may have saved their own key in settings; neither is overwritten.
-        get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+        get_user_model().objects.select_for_update(no_key=True).filter(pk=user.pk).first()
         if get_user_config(user, ConfigKey.ANTHROPIC_API_KEY):
             return False
         set_user_config(user, ConfigKey.ANTHROPIC_API_KEY, key.key)

@@ -100,7 +100,7 @@ class LastIdentity(IdentityError):
 
 
 def _lock_user(user):
-    return get_user_model().objects.select_for_update().get(pk=user.pk)
+    return get_user_model().objects.select_for_update(no_key=True).get(pk=user.pk)
 
 
 @transaction.atomic

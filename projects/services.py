@@ -61,7 +61,7 @@ _COUNTED_AS_RUNNING = [ResourceStatus.CREATING, ResourceStatus.STARTING, Resourc
 def _lock_user(user_id: int) -> None:
     """Serializes one user's creates and starts, so two at once cannot both pass a quota check.
     Taken before any project row (user, then project: the one order)."""
-    get_user_model().objects.select_for_update().filter(pk=user_id).values_list("pk", flat=True).first()
+    get_user_model().objects.select_for_update(no_key=True).filter(pk=user_id).values_list("pk", flat=True).first()
 
 
 def _running_sandboxes(user_id) -> QuerySet:
@@ -205,7 +205,7 @@ def refresh_project_status(project_id: int) -> str | None:
     TERMINATED, and nothing would ever correct it. With it, the second waits for the first and then
     reads both steps' results."""
     with transaction.atomic():
-        current = Project.objects.select_for_update().filter(pk=project_id).values_list("status", flat=True).first()
+        current = Project.objects.select_for_update(no_key=True).filter(pk=project_id).values_list("status", flat=True).first()
         if current is None:
             return None
         statuses = list(Sandbox.objects.filter(project_id=project_id).values_list("status", flat=True))
@@ -293,10 +293,14 @@ def do_create_project(user, *, name: str, description: str = "", idempotency_key
 
 
 def _locked_project(project: Project) -> tuple[Project, list[Sandbox], list[Database]]:
-    project = Project.objects.select_for_update().get(pk=project.pk)
+    # FOR NO KEY UPDATE, as every lock of a project, its resources or a user here: they serialize services and
+    # change no key, so they need not block the key-share lock a foreign key check takes. A reconcile
+    # step landing (its resource row updated, its event inserted: a check on the project) would
+    # otherwise wait for a stop holding the project, which waits for that resource row: a deadlock.
+    project = Project.objects.select_for_update(no_key=True).get(pk=project.pk)
     # Rows locked in a fixed order (sandboxes, then databases, by pk) so two services never deadlock.
-    sandboxes = list(Sandbox.objects.select_for_update().filter(project=project).order_by("pk"))
-    databases = list(Database.objects.select_for_update().filter(project=project).order_by("pk"))
+    sandboxes = list(Sandbox.objects.select_for_update(no_key=True).filter(project=project).order_by("pk"))
+    databases = list(Database.objects.select_for_update(no_key=True).filter(project=project).order_by("pk"))
     return project, sandboxes, databases
 
 
@@ -399,7 +403,7 @@ def do_wake_project(project: Project) -> bool:
         # The user, then the project (the one lock order); checked again under the locks, so two
         # tabs opening it at once start it once.
         _lock_user(project.user_id)
-        Project.objects.select_for_update().filter(pk=project.pk).values_list("pk", flat=True).first()
+        Project.objects.select_for_update(no_key=True).filter(pk=project.pk).values_list("pk", flat=True).first()
         if not stopped_for_idle(project):
             return False
         do_start_project(project)
@@ -525,7 +529,7 @@ def do_set_variables(project: Project, variables: list[dict]) -> list[Environmen
     # The project first, as every other path locks (then its variables, then its sandboxes): taking
     # variable rows first deadlocks with a stop or a status refresh holding the project. Also so two
     # concurrent requests cannot each pass the limits and together exceed them.
-    Project.objects.select_for_update().get(pk=project.pk)
+    Project.objects.select_for_update(no_key=True).get(pk=project.pk)
     check_environment_limits(project, {item["key"]: item.get("value", "") for item in variables})
     rows = []
     for item in variables:
@@ -546,7 +550,7 @@ def do_set_variables(project: Project, variables: list[dict]) -> list[Environmen
 def do_delete_variable(project: Project, key: str) -> bool:
     if key == TERMINAL_TOKEN_KEY:
         raise ValidationError(f"{key} is set by the platform and cannot be deleted.", code="reserved_key")
-    Project.objects.select_for_update().get(pk=project.pk)  # the project first (see do_set_variables)
+    Project.objects.select_for_update(no_key=True).get(pk=project.pk)  # the project first (see do_set_variables)
     deleted, _ = Environment.objects.filter(project=project, key=key).delete()
     if deleted:
         environment_changed(project.pk)
@@ -564,10 +568,10 @@ def environment_changed_for_projects(project_ids) -> None:
     the effective environment did not change); others just get looked at."""
     # Projects first, then their sandboxes: the order the project services and
     # refresh_project_status lock in, so a variable saved during a stop cannot deadlock with it.
-    list(Project.objects.select_for_update().filter(pk__in=project_ids).order_by("pk").values_list("pk", flat=True))
+    list(Project.objects.select_for_update(no_key=True).filter(pk__in=project_ids).order_by("pk").values_list("pk", flat=True))
     now = timezone.now()
     running = Sandbox.objects.filter(project_id__in=project_ids, status=ResourceStatus.RUNNING)
-    updating = list(running.select_for_update())
+    updating = list(running.select_for_update(no_key=True))
     updating_ids = [sandbox.pk for sandbox in updating]
     running.update(status=ResourceStatus.UPDATING, status_changed_at=now, next_check_at=now, updated=now)
     for sandbox in updating:
@@ -605,7 +609,7 @@ def do_update_variable(
 ) -> Environment:
     """Changes one variable (``PUT /api/projects/{id}/environment/{envId}``); omitted fields keep
     their value. Renaming onto another variable's key is refused (ValidationError on ``key``)."""
-    Project.objects.select_for_update().get(pk=project.pk)  # renames of one project run one at a time
+    Project.objects.select_for_update(no_key=True).get(pk=project.pk)  # renames of one project run one at a time
     variable = Environment.objects.select_for_update().get(pk=variable.pk, project=project)
     key = variable.key if key is None else key
     category = variable.category if category is None else category

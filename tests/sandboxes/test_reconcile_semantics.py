@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from databases.models import Database
 from fullstackagent.backends import PermanentError
-from fullstackagent.reconcile import claim
+from fullstackagent.reconcile import StepResult, claim, finish
 from fullstackagent.status import ResourceStatus
 from fullstackagent.testing.processes import database_url_for_tests, wait_for
 from projects import services
@@ -239,6 +239,53 @@ def test_variable_changes_lock_the_project_before_the_variable(user, change):
     assert errors == []
     remaining = list(Environment.objects.filter(project=project, key="GREETING").values_list("value", flat=True))
     assert remaining == (["bonjour"] if change == "set" else [])
+
+
+def test_a_step_landing_while_a_stop_holds_the_project_does_not_deadlock(user, monkeypatch):
+    """A worker's step lands (the database row updated, its transition event about to be inserted)
+    just as the user's stop, holding the project, waits for that database row. The event's foreign
+    key check on the project must not wait for the stop: each would wait for the other (PostgreSQL
+    ended one with "deadlock detected" in test_chaos)."""
+    from projects import events
+
+    project = services.do_create_project(user, name="Crossing")
+    database = Database.objects.get(project=project)
+    row = claim(Database, database.pk)
+    record_transition, errors, stops = events.record_transition, [], []
+
+    def stop():
+        try:
+            services.do_stop_project(project)
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    def record_once_the_stop_waits(*args, **kwargs):
+        # The step's UPDATE has the database row; the stop begins now and waits for it.
+        stops.append(threading.Thread(target=stop))
+        stops[0].start()
+        with psycopg.connect(database_url_for_tests(), autocommit=True) as probe:
+            wait_for(
+                lambda: probe.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock' AND query LIKE %s",
+                    ["%databases_database%"],
+                ).fetchone()[0] == 1,
+                message="the stop to wait for the database row",
+            )
+        record_transition(*args, **kwargs)
+
+    monkeypatch.setattr(events, "record_transition", record_once_the_stop_waits)
+    landed = finish(Database, row, ResourceStatus.CREATING, StepResult(ResourceStatus.RUNNING, recheck_in=10), attempts=0)
+    stops[0].join(timeout=10)
+
+    assert landed and errors == []
+    assert Database.objects.get(pk=database.pk).status == ResourceStatus.STOPPING  # the stop came after
+    assert [(f, t) for f, t, _ in events_of(database)] == [
+        ("", ResourceStatus.CREATING), (ResourceStatus.CREATING, ResourceStatus.RUNNING),
+        (ResourceStatus.RUNNING, ResourceStatus.STOPPING),
+    ]
 
 
 def test_the_admin_does_not_let_operators_edit_a_status(admin_client, user):
