@@ -10,10 +10,15 @@ import websockets
 INPUT, RESIZE = b"0", b"1"
 OUTPUT = ord("0")
 _ANSI = re.compile(rb"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[()][A-Z0-9]|\r")
+# A move of the cursor to another row (CUP, HVP, VPA): what follows is drawn elsewhere on the screen.
+_MOVE = re.compile(rb"\x1b\[[0-9]*(?:;[0-9]*)?[Hfd]")
 
 
 def strip_ansi(data: bytes) -> str:
-    return _ANSI.sub(b"", data).decode(errors="replace")
+    """The text of terminal output without its escape sequences. A cursor move becomes a line
+    break: tmux redraws its status line (the clock, the window's command) by moving to the last row
+    and back, and without the break that text ran into the line being written ("…02-Dec-26written")."""
+    return _ANSI.sub(b"", _MOVE.sub(b"\n", data)).decode(errors="replace")
 
 
 class TtydSession:
