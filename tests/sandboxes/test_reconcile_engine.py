@@ -74,7 +74,8 @@ def test_worker_killed_mid_step_is_recovered_after_the_lease(start_celery_worker
     # A worker claims the sandbox and dies before its step lands: the lease is all that is left.
     crashed = claim(Sandbox, sandbox.pk)
     assert crashed is not None and crashed.locked_until > timezone.now()
-    worker = start_celery_worker(name="w1", environment={"RECONCILE_LEASE_SECONDS": 5})
+    # Drift checks every second from the start: w1 sets the time of the next one, which w2 keeps.
+    worker = start_celery_worker(name="w1", environment={"RECONCILE_LEASE_SECONDS": 5, "RECONCILE_DRIFT_CHECK_SECONDS": 1})
     # While the lease holds, nobody touches the sandbox (the database proceeds).
     wait_for(lambda: Database.objects.get(project=project).status == ResourceStatus.RUNNING, message="database")
     assert Sandbox.objects.get(pk=sandbox.pk).status == ResourceStatus.CREATING
