@@ -30,7 +30,7 @@ run: install
 # part 26 s) in the runs of December 2, 4 being 5-10 % faster but more exposed to load-sensitive
 # tests; much of each test is waiting on real processes. Tests marked serial (time bounds of a
 # second or so) run afterwards, alone.
-TEST_WORKERS ?= 2
+TEST_WORKERS ?= 4
 # The modules of the serial tests (their source says pytest.mark.serial; fullstackagent.testing.plugin
 # refuses a serial test marked otherwise): the serial part collects only them.
 SERIAL_MODULES = $(shell grep -rlE --include='test_*.py' 'pytest\.mark\.serial' tests)
@@ -40,7 +40,7 @@ SERIAL_MODULES = $(shell grep -rlE --include='test_*.py' 'pytest\.mark\.serial' 
 TEST_ENV := env -u PYTHONDONTWRITEBYTECODE
 
 test: install system-deps
-	$(TEST_ENV) $(PY) -m pytest -n $(TEST_WORKERS) --dist load -m "not serial"
+	$(TEST_ENV) $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not serial"
 	$(TEST_ENV) $(PY) -m pytest -m serial $(SERIAL_MODULES)
 
 bench: install
