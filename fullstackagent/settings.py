@@ -6,6 +6,7 @@ DATABASE_URL and REDIS_URL; missing ones stop the process with a message naming 
 """
 
 import ipaddress
+import re
 import secrets
 import sys
 from pathlib import Path
@@ -350,6 +351,13 @@ RECONCILE_CRASH_LOOP_RESET_SECONDS = env_int("RECONCILE_CRASH_LOOP_RESET_SECONDS
 # LOCAL_DATABASE_ADMIN_URL names (default: the platform's own server).
 LOCAL_SANDBOX_ROOT = Path(env_str("LOCAL_SANDBOX_ROOT") or STATE_DIR / "sandboxes").resolve()
 LOCAL_DATABASE_ADMIN_URL = env_str("LOCAL_DATABASE_ADMIN_URL") or DATABASE_URL
+# Put before every local project database and role name: a test run gives its own (t<random>_) and
+# drops what carries it when it ends, so runs sharing a server neither meet nor leave databases.
+LOCAL_DATABASE_NAME_PREFIX = env_str("LOCAL_DATABASE_NAME_PREFIX", "")
+if not re.fullmatch(r"[a-z][a-z0-9_]{0,15}|", LOCAL_DATABASE_NAME_PREFIX):
+    raise ImproperlyConfigured(
+        "LOCAL_DATABASE_NAME_PREFIX is a lowercase letter then up to 15 lowercase letters, digits or underscores"
+    )
 TTYD_BINARY = env_str("TTYD_BINARY", "")
 # Local sandboxes run in bubblewrap namespaces as uid LOCAL_SANDBOX_UID_BASE + sandbox id, with
 # cgroup limits (sandboxes/backends/isolation.py). `off`: unisolated, as the platform's own user; for

@@ -26,8 +26,8 @@ PASSWORD_BYTES = 24
 
 def local_identifier(name: str) -> str:
     """`myblog-agentruntime-x7k2p9` → `myblog_agentruntime_x7k2p9`: a role and database name that
-    needs no quoting in psql or in a URL."""
-    return name.replace("-", "_")
+    needs no quoting in psql or in a URL (after LOCAL_DATABASE_NAME_PREFIX, if set)."""
+    return settings.LOCAL_DATABASE_NAME_PREFIX + name.replace("-", "_")
 
 
 # Servers whose shared databases this process has already locked (one check per process and server).
@@ -152,6 +152,22 @@ class LocalDatabaseBackend:
             connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
             connection.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
         return DatabaseObservation(DatabasePhase.MISSING)
+
+    def delete_all_prefixed(self) -> int:
+        """Drops every database and role whose name starts with LOCAL_DATABASE_NAME_PREFIX (a test
+        run's own, at its end); how many databases. Refused without a prefix: that would be all."""
+        prefix = settings.LOCAL_DATABASE_NAME_PREFIX
+        if not prefix:
+            raise ValueError("LOCAL_DATABASE_NAME_PREFIX is not set: nothing marks this run's databases")
+        with self._admin() as connection:
+            databases = [row[0] for row in connection.execute(
+                "SELECT datname FROM pg_database WHERE starts_with(datname, %s)", [prefix]
+            )]
+            for name in databases:
+                connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            for (name,) in connection.execute("SELECT rolname FROM pg_roles WHERE starts_with(rolname, %s)", [prefix]).fetchall():
+                connection.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+        return len(databases)
 
     def observe(self, spec: DatabaseSpec) -> DatabaseObservation:
         name = local_identifier(spec.name)

@@ -27,7 +27,10 @@ _started = {}
 # What the plugin sets for a run, unless the environment already says. Under xdist each worker sets
 # its own: the controller notes which ones the user gave (FSA_TEST_GIVEN), and a worker drops the
 # others it inherited (Django's start-up in the controller exports PROMETHEUS_MULTIPROC_DIR).
-PER_RUN = ("DATABASE_TEST_NAME", "REDIS_URL", "LOCAL_SANDBOX_ROOT", "PROMETHEUS_MULTIPROC_DIR", "LOCAL_SANDBOX_UID_BASE")
+PER_RUN = (
+    "DATABASE_TEST_NAME", "REDIS_URL", "LOCAL_SANDBOX_ROOT", "PROMETHEUS_MULTIPROC_DIR", "LOCAL_SANDBOX_UID_BASE",
+    "LOCAL_DATABASE_NAME_PREFIX",
+)
 # Sandbox uids are LOCAL_SANDBOX_UID_BASE + sandbox id; each xdist worker's test database counts
 # sandbox ids from 1, so each worker gets a range of its own.
 UIDS_PER_WORKER = 10_000_000
@@ -77,6 +80,11 @@ def _prepare_environment(controller: bool = False) -> None:
         _started["redis"] = embedded.start_redis(scratch / "redis", port, daemonize=False, password=password)
         os.environ["REDIS_URL"] = f"redis://:{password}@127.0.0.1:{port}/0"
     os.environ.setdefault("LOCAL_SANDBOX_ROOT", str(scratch / "sandboxes"))
+    # The projects' local databases and roles carry this run's prefix and are dropped at its end:
+    # they live on the shared server (`make run`'s too), hundreds per run.
+    if "LOCAL_DATABASE_NAME_PREFIX" not in os.environ:
+        os.environ["LOCAL_DATABASE_NAME_PREFIX"] = f"t{secrets.token_hex(3)}_"
+        _started["database_prefix"] = True
     # This run's metrics files (fullstackagent.metrics), shared by the web processes and workers it starts.
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(scratch / "metrics"))
     os.environ.setdefault("RECONCILE_INTERVAL_SECONDS", "1")
@@ -114,6 +122,13 @@ def pytest_unconfigure(config):
             LocalSandboxBackend().stop_all()
         except Exception as error:  # noqa: BLE001 - Django may not be set up (-p no:django)
             print(f"fullstackagent.testing.plugin: local sandboxes not stopped: {error}")
+    if _started.pop("database_prefix", None):
+        try:
+            from databases.backends.local import LocalDatabaseBackend
+
+            LocalDatabaseBackend().delete_all_prefixed()
+        except Exception as error:  # noqa: BLE001 - as above
+            print(f"fullstackagent.testing.plugin: this run's local databases not dropped: {error}")
     process = _started.pop("redis", None)
     if process is not None:
         process.terminate()

@@ -24,6 +24,7 @@ LAZY_IMPORTS = {
     ("identities.sealos", "fullstackagent.kubernetes.kubeconfig"): "the Kubernetes client, loaded lazily",
     # Run when pytest ends, where Django may not be set up (-p no:django); test tooling only.
     ("fullstackagent.testing.plugin", "sandboxes.backends.local"): "stops the sandboxes tests left running",
+    ("fullstackagent.testing.plugin", "databases.backends.local"): "drops the run's local databases",
 }
 
 

@@ -180,6 +180,7 @@ def test_every_setting_is_documented_in_the_env_example_or_fixed_by_compose(comp
     fixed = {variable.removesuffix("_FILE") for variable in compose["services"]["web"]["environment"]}
     # Only meaningful on a laptop or in the test suite, not in this topology.
     development_only = {"STATE_DIR", "DATABASE_TEST_NAME", "LOCAL_SANDBOX_ROOT", "LOCAL_DATABASE_ADMIN_URL",
+                        "LOCAL_DATABASE_NAME_PREFIX",
                         "TTYD_BINARY", "CELERY_QUEUE", "GITHUB_OAUTH_BASE_URL", "GITHUB_API_BASE_URL",
                         # The local backend's: compose runs the kubernetes one.
                         "LOCAL_SANDBOX_ISOLATION", "LOCAL_SANDBOX_UID_BASE", "LOCAL_SANDBOX_MEMORY_MB",
