@@ -1,3 +1,5 @@
+import time
+
 import pytest
 
 from databases.models import Database
@@ -27,11 +29,45 @@ def signed_in_page(chromium, live_platform, browser_session_cookie):
         page.console_errors = []
         page.on("console", lambda message: page.console_errors.append(message.text) if message.type == "error" else None)
         page.on("pageerror", lambda error: page.console_errors.append(str(error)))
+        track_requests(page)
         return page
 
     yield open_page
     for context in contexts:
         context.close()
+
+
+# How long without a request in flight makes a page's network quiet (Playwright's "networkidle"
+# waits 500 ms, after every page of the tests that visit many).
+QUIET_MILLISECONDS = 150
+
+
+def track_requests(page) -> None:
+    """Counts the page's requests in flight, for wait_for_quiet_network (before it navigates)."""
+    page.requests_in_flight = set()
+    page.last_request_event = time.monotonic()
+
+    def started(request):
+        page.requests_in_flight.add(request)
+        page.last_request_event = time.monotonic()
+
+    def ended(request):
+        page.requests_in_flight.discard(request)
+        page.last_request_event = time.monotonic()
+
+    page.on("request", started)
+    page.on("requestfinished", ended)
+    page.on("requestfailed", ended)
+
+
+def wait_for_quiet_network(page, timeout: float = 30.0) -> None:
+    """Waits until the page has had no request in flight for QUIET_MILLISECONDS (Playwright's
+    networkidle with a shorter window): what its scripts fetched after loading has come back."""
+    page.wait_for_load_state("load")
+    deadline = time.monotonic() + timeout
+    while page.requests_in_flight or time.monotonic() - page.last_request_event < QUIET_MILLISECONDS / 1000:
+        assert time.monotonic() < deadline, f"requests still in flight after {timeout} s: {page.requests_in_flight}"
+        page.wait_for_timeout(25)  # Playwright delivers the page's events while it waits
 
 
 def put_in_state(project, status, *, public_url="", connection_url="", error=""):

@@ -9,6 +9,7 @@ import pytest
 
 from fullstackagent.status import ResourceStatus
 from projects.models import Project
+from tests.ui.conftest import track_requests, wait_for_quiet_network
 
 RECORD_VIOLATIONS = """
 window.__cspViolations = [];
@@ -51,7 +52,7 @@ def visit(page, path: str, ready: str = "main, body") -> list[str]:
     port = response.url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1]
     assert directives(response.headers["content-security-policy"]) == expected_directives(port), path
     page.wait_for_selector(ready)
-    page.wait_for_load_state("networkidle")
+    wait_for_quiet_network(page)
     return page.evaluate("() => window.__cspViolations") + page.console_errors + failed
 
 
@@ -109,6 +110,7 @@ def test_the_sign_in_pages_and_the_admin_work_under_the_policy(chromium, live_pl
     anonymous = context.new_page()
     anonymous.console_errors = []
     anonymous.on("console", lambda message: anonymous.console_errors.append(message.text) if message.type == "error" else None)
+    track_requests(anonymous)
     try:
         sign_in_paths = ["/accounts/login/", "/accounts/signup/", "/accounts/password/reset/"]
         sign_in = {path: visit(anonymous, path, "form") for path in sign_in_paths}

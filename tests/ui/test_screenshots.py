@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.ui.conftest import wait_for_quiet_network
+
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "screenshots"
 WIDTHS = {"desktop": 1280, "phone": 390}
 
@@ -41,7 +43,7 @@ def test_every_page_fits_the_screen_without_script_errors(signed_in_page, showca
     overflowing = []
     for name, path in _pages(showcase).items():
         page.goto(path)
-        page.wait_for_load_state("networkidle")
+        wait_for_quiet_network(page)
         page.screenshot(path=str(SCREENSHOTS / f"{name}-{size}.png"), full_page=True)
         if not _fits(page, WIDTHS[size]):
             overflowing.append(name)
