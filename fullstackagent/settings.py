@@ -441,6 +441,8 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # An Accept header nothing satisfies gets JSON, not an undocumented 406 (fullstackagent.negotiation).
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "fullstackagent.negotiation.JSONWhenUnsatisfiable",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }

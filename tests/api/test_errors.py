@@ -1,5 +1,6 @@
 """Every API error is JSON {message, code, fields?} with the right status."""
 
+import pytest
 from rest_framework.test import APIClient
 
 from projects import selectors
@@ -122,3 +123,17 @@ def test_the_api_root_lists_where_things_are(api):
     browsable = api.get("/api/", HTTP_ACCEPT="text/html")
     assert browsable.status_code == 200
     assert "FullstackAgent API" in browsable.content.decode()
+
+
+@pytest.mark.parametrize("accept", ["l", "image/png", "text/csv;q=1, application/xml"])
+def test_an_accept_header_nothing_satisfies_gets_json_not_406(api, anonymous_api, accept):
+    created = api.post("/api/projects", {"name": "Blog"}, format="json", HTTP_ACCEPT=accept)
+    listed = api.get("/api/projects", HTTP_ACCEPT=accept)
+    refused = anonymous_api.get("/api/projects", HTTP_ACCEPT=accept)
+
+    assert created.status_code == 201 and created["Content-Type"] == "application/json"
+    assert created.json()["name"] == "Blog"
+    assert listed.status_code == 200 and [p["name"] for p in listed.json()] == ["Blog"]
+    assert refused.status_code == 401 and refused.json()["code"] == "NOT_AUTHENTICATED"
+    # What can be had is still chosen: the browsable API for a browser.
+    assert "text/html" in api.get("/api/projects", HTTP_ACCEPT="text/html")["Content-Type"]
