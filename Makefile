@@ -26,10 +26,10 @@ run: install
 	$(PY) -m fullstackagent.devtools.launcher
 
 # The suite runs on TEST_WORKERS pytest-xdist workers, each with its own test database, Redis and
-# sandboxes (fullstackagent.testing.plugin): with 2 on 2 CPUs, about 5.2 minutes (and the serial
-# part 26 s) in the runs of December 2, 4 being 5-10 % faster but more exposed to load-sensitive
-# tests; much of each test is waiting on real processes. Tests marked serial (time bounds of a
-# second or so) run afterwards, alone.
+# sandboxes (fullstackagent.testing.plugin), handed tests as they free up (worksteal): with 4 on 2
+# CPUs, about 2.6 minutes and the serial part 14 s in the runs of December 2 (2 workers, before
+# the last changes: 3.4 minutes; much of a test is waiting on real processes). Tests marked serial
+# (time bounds of a second or so) run afterwards, alone.
 TEST_WORKERS ?= 4
 # The modules of the serial tests (their source says pytest.mark.serial; fullstackagent.testing.plugin
 # refuses a serial test marked otherwise): the serial part collects only them.
