@@ -109,7 +109,8 @@
 
       this.term = new Terminal({
         scrollback: 10000,
-        cursorBlink: true,
+        // A steady cursor for whoever asked their system for less motion (as the app's spinner).
+        cursorBlink: !window.matchMedia("(prefers-reduced-motion: reduce)").matches,
         // The web font from npm (@fontsource/jetbrains-mono): with the system fonts, underscores
         // fell below the cell and vanished. lineHeight leaves room under the baseline.
         fontFamily: '"JetBrains Mono", ui-monospace, Menlo, Consolas, monospace',

@@ -147,3 +147,20 @@ def test_toasts_do_not_pile_up_and_success_messages_go_away(signed_in_page, user
     page.clock.run_for(1500)
     page.wait_for_selector(".messages .message-success", state="detached", timeout=2000)
     assert Project.objects.filter(user=user, name="Form Made").exists()
+
+
+@pytest.mark.browser
+def test_the_cursor_is_steady_for_someone_who_asked_for_less_motion(chromium, live_platform, browser_session_cookie, user):
+    project = services.do_create_project(user, name="Steady")
+    blinking = {}
+    for motion in ("no-preference", "reduce"):
+        context = chromium.new_context(base_url=live_platform.url, reduced_motion=motion)
+        context.add_cookies([browser_session_cookie(user)])
+        page = context.new_page()
+        page.goto(f"/projects/{project.pk}/terminal/")
+        page.focus(TERMINAL + " .xterm-helper-textarea")  # xterm.js blinks the focused terminal's cursor
+        cursor = page.wait_for_selector(TERMINAL_ROWS + " .xterm-cursor")
+        blinking[motion] = "xterm-cursor-blink" in cursor.get_attribute("class").split()
+        context.close()
+
+    assert blinking == {"no-preference": True, "reduce": False}
