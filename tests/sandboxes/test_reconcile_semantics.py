@@ -57,6 +57,18 @@ def kill_terminal(sandbox):
     wait_for(lambda: not ttyd_processes(sandbox.name), message="the terminal process to end")
 
 
+def wait_for_a_lock_wait(probe, table: str, message: str) -> None:
+    """Waits until one session of the test database waits for a lock in a statement naming ``table``."""
+    wait_for(
+        lambda: probe.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND query LIKE %s",
+            [f"%{table}%"],
+        ).fetchone()[0] == 1,
+        message=message,
+    )
+
+
 def events_of(resource):
     rows = ResourceEvent.objects.filter(resource_id=resource.pk, resource_kind=type(resource)._meta.model_name)
     return list(rows.order_by("created", "id").values_list("from_status", "to_status", "cause"))
@@ -223,14 +235,7 @@ def test_variable_changes_lock_the_project_before_the_variable(user, change):
         holder.execute("SELECT 1 FROM projects_project WHERE id = %s FOR UPDATE", [project.pk])
         thread = threading.Thread(target=run_change)
         thread.start()
-        wait_for(
-            lambda: probe.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock' AND query LIKE %s",
-                ["%projects_project%"],
-            ).fetchone()[0] == 1,
-            message="the change to wait for the project lock",
-        )
+        wait_for_a_lock_wait(probe, "projects_project", "the change to wait for the project lock")
         # It waits holding no variable row: taking one now does not block (no deadlock possible).
         with probe.transaction():
             probe.execute("SELECT 1 FROM projects_environment WHERE id = %s FOR UPDATE NOWAIT", [variable.pk])
@@ -266,14 +271,7 @@ def test_a_step_landing_while_a_stop_holds_the_project_does_not_deadlock(user, m
         stops.append(threading.Thread(target=stop))
         stops[0].start()
         with psycopg.connect(database_url_for_tests(), autocommit=True) as probe:
-            wait_for(
-                lambda: probe.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND wait_event_type = 'Lock' AND query LIKE %s",
-                    ["%databases_database%"],
-                ).fetchone()[0] == 1,
-                message="the stop to wait for the database row",
-            )
+            wait_for_a_lock_wait(probe, "databases_database", "the stop to wait for the database row")
         record_transition(*args, **kwargs)
 
     monkeypatch.setattr(events, "record_transition", record_once_the_stop_waits)
