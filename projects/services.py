@@ -292,11 +292,17 @@ def do_create_project(user, *, name: str, description: str = "", idempotency_key
     return project
 
 
+def _lock_project(project_id: int) -> None:
+    """Holds the project row until the transaction ends (DoesNotExist if it is gone)."""
+    Project.objects.select_for_update(no_key=True).values_list("pk", flat=True).get(pk=project_id)
+
+
 def _locked_project(project: Project) -> tuple[Project, list[Sandbox], list[Database]]:
-    # FOR NO KEY UPDATE, as every lock of a project, its resources or a user here: they serialize services and
-    # change no key, so they need not block the key-share lock a foreign key check takes. A reconcile
-    # step landing (its resource row updated, its event inserted: a check on the project) would
-    # otherwise wait for a stop holding the project, which waits for that resource row: a deadlock.
+    # FOR NO KEY UPDATE, as every lock of a project, its resources or a user here: they serialize
+    # services and change no key, so they need not block the key-share lock a foreign key check
+    # takes. A reconcile step landing (its resource row updated, its event inserted: a check on the
+    # project) would otherwise wait for a stop holding the project, which waits for that resource
+    # row: a deadlock.
     project = Project.objects.select_for_update(no_key=True).get(pk=project.pk)
     # Rows locked in a fixed order (sandboxes, then databases, by pk) so two services never deadlock.
     sandboxes = list(Sandbox.objects.select_for_update(no_key=True).filter(project=project).order_by("pk"))
@@ -529,7 +535,7 @@ def do_set_variables(project: Project, variables: list[dict]) -> list[Environmen
     # The project first, as every other path locks (then its variables, then its sandboxes): taking
     # variable rows first deadlocks with a stop or a status refresh holding the project. Also so two
     # concurrent requests cannot each pass the limits and together exceed them.
-    Project.objects.select_for_update(no_key=True).get(pk=project.pk)
+    _lock_project(project.pk)
     check_environment_limits(project, {item["key"]: item.get("value", "") for item in variables})
     rows = []
     for item in variables:
@@ -550,7 +556,7 @@ def do_set_variables(project: Project, variables: list[dict]) -> list[Environmen
 def do_delete_variable(project: Project, key: str) -> bool:
     if key == TERMINAL_TOKEN_KEY:
         raise ValidationError(f"{key} is set by the platform and cannot be deleted.", code="reserved_key")
-    Project.objects.select_for_update(no_key=True).get(pk=project.pk)  # the project first (see do_set_variables)
+    _lock_project(project.pk)  # the project first (see do_set_variables)
     deleted, _ = Environment.objects.filter(project=project, key=key).delete()
     if deleted:
         environment_changed(project.pk)
@@ -609,7 +615,7 @@ def do_update_variable(
 ) -> Environment:
     """Changes one variable (``PUT /api/projects/{id}/environment/{envId}``); omitted fields keep
     their value. Renaming onto another variable's key is refused (ValidationError on ``key``)."""
-    Project.objects.select_for_update(no_key=True).get(pk=project.pk)  # renames of one project run one at a time
+    _lock_project(project.pk)  # renames of one project run one at a time
     variable = Environment.objects.select_for_update().get(pk=variable.pk, project=project)
     key = variable.key if key is None else key
     category = variable.category if category is None else category

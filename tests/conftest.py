@@ -223,8 +223,8 @@ def chromium(_playwright, _chromium_process, monkeypatch, transactional_db):
     try:
         browser = playwright.chromium.connect_over_cdp(_chromium_process())
         # Pages as for someone who asked for less motion, unless a test says otherwise: the
-        # transitional statuses' spinner and the terminal's blinking cursor kept Chromium
-        # drawing frames (a tenth of a CPU per open page, a third of Chromium's CPU in the suite).
+        # transitional statuses' spinner and the terminal's blinking cursor kept Chromium drawing
+        # frames (measured idle: a tenth of a CPU for a list with a spinner, 0.15 for a terminal).
         new_context = browser.new_context
         browser.new_context = lambda **options: new_context(**{"reduced_motion": "reduce", **options})
         yield browser
