@@ -82,7 +82,18 @@ def _use_files() -> None:
     values.ValueClass = values.MultiProcessValue(process_identifier)
 
 
+def _after_fork_in_child() -> None:
+    """A forked process (fullstackagent.server.serve's web processes) is a new process with a new pid:
+    prometheus-client opens files of its own at its first sample. A live-gauge file a dead process
+    left under that pid must go first, as at a start (_use_files)."""
+    folder = directory()
+    if folder is not None:
+        for path in folder.glob(f"gauge_live*_{process_identifier()}.db"):
+            path.unlink(missing_ok=True)
+
+
 _use_files()
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 # A step is a few queries (ms) or up to 13 Kubernetes calls of at most 10 s each.
 STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)

@@ -4,9 +4,18 @@ One Python process runs Django on one core at a time (the GIL), so one web proce
 whatever the machine has. This starts ``--processes`` of them (default: WEB_PROCESSES, else the
 number of CPUs) on one address, each uvicorn serving fullstackagent.asgi
 (fullstackagent.server.web_process): each gets its own listening socket bound with SO_REUSEPORT,
-handed over as an inherited file descriptor, and the kernel spreads new connections over them. Nothing is shared in
-memory between the processes: sessions, rate limits and uploads live in PostgreSQL, Redis and the
-state folder, and a terminal websocket stays on the process that accepted it.
+and the kernel spreads new connections over them. Nothing is shared in memory between the
+processes once they run: sessions, rate limits and uploads live in PostgreSQL, Redis and the state
+folder, and a terminal websocket stays on the process that accepted it.
+
+The platform is loaded here, once, and each web process is forked from this process with it
+loaded (gunicorn's preload): a web process starts in a few milliseconds of CPU instead of the
+0.7 s that importing Django, the apps and uvicorn cost, at each start and each restart, and the
+pages of the loaded code are shared until written to. A platform that cannot be loaded (a broken
+setting, a missing module) stops this command at once with the error, instead of every web process
+failing on its own until the supervisor gives up. Nothing opened at load time is shared with the
+web processes: loading opens no connection and starts no thread (each web process opens its own
+as requests come); what keeps state per process says so after a fork (fullstackagent.metrics).
 
 If one web process exits, it is started again on a new socket of the same port after a backoff, while
 the others keep serving (fullstackagent.server.supervise); one that keeps failing makes this stop the
@@ -20,10 +29,13 @@ gives requests in flight a moment to finish.
 import argparse
 import ctypes
 import os
+import select
 import signal
 import socket
 import subprocess
 import sys
+import time
+import traceback
 
 from fullstackagent.server import supervise
 
@@ -54,7 +66,6 @@ def listening_socket(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(1024)
-    sock.set_inheritable(True)
     return sock
 
 
@@ -85,8 +96,85 @@ def graceful_shutdown_options() -> list[str]:
     return ["--graceful-shutdown", str(seconds)]
 
 
-def web_process_command(fd: int, extra: list[str]) -> list[str]:
-    return [sys.executable, "-m", "fullstackagent.server.web_process", "--fd", str(fd), *extra]
+def preload() -> None:
+    """Loads the platform and the server's modules in this process, for the web processes forked
+    from it; a platform that cannot be loaded stops this command (exit 1) with its error."""
+    try:
+        from fullstackagent.server import web_process
+
+        web_process.load()
+    except Exception:  # whatever the import raised: its traceback is the message
+        traceback.print_exc()
+        raise SystemExit("fullstackagent.server.serve: the platform could not be loaded (above)") from None
+
+
+class ForkedProcess:
+    """A web process forked from this one, with the part of subprocess.Popen's interface that
+    fullstackagent.server.supervise uses (pid, poll, wait, send_signal)."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.returncode: int | None = None
+        # Becomes readable when the process exits: wait() sleeps on it instead of polling.
+        self._pidfd = os.pidfd_open(pid)
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)  # -N for a signal, as Popen
+                os.close(self._pidfd)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise subprocess.TimeoutExpired(f"web process {self.pid}", timeout)
+            select.select([self._pidfd], [], [], remaining)
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is None:  # not yet waited for: the pid is still this process's
+            os.kill(self.pid, signum)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+def fork_web_process(sock: socket.socket, extra: list[str]) -> ForkedProcess:
+    """A web process serving ``sock``, forked from this process (which has the platform loaded);
+    ``extra`` are its options (python -m fullstackagent.server.web_process --help)."""
+    supervisor = os.getpid()
+    pid = os.fork()
+    if pid:
+        return ForkedProcess(pid)
+    # The web process. It never returns into the caller's code: whatever happens, it exits here.
+    code = 1
+    try:
+        for stop_signal in (signal.SIGTERM, signal.SIGINT):  # this supervisor's handlers are not its
+            signal.signal(stop_signal, signal.SIG_DFL)
+        _die_with_parent()
+        if os.getppid() != supervisor:  # it died before the line above: nobody would stop this one
+            raise SystemExit(1)
+        from fullstackagent.server import web_process
+
+        code = web_process.main(["--fd", str(sock.fileno()), *extra])
+    except SystemExit as stop:
+        if stop.code is None or isinstance(stop.code, int):
+            code = stop.code or 0
+        else:
+            print(stop.code, file=sys.stderr)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,17 +199,14 @@ def main(argv: list[str] | None = None) -> int:
     if count < 1:
         parser.error("--processes must be at least 1")
     web_process_args = [*access_log_options(), *graceful_shutdown_options(), *args.web_process_args]
+    preload()
 
-    def web_process() -> subprocess.Popen:
+    def web_process() -> ForkedProcess:
         # A socket of its own, bound anew for each start (SO_REUSEPORT), handed over and closed here:
         # this process holds no listening socket, so a stopped web server leaves the port free.
         sock = listening_socket(args.host, args.port)
         try:
-            return subprocess.Popen(
-                web_process_command(sock.fileno(), web_process_args),
-                pass_fds=(sock.fileno(),),
-                preexec_fn=_die_with_parent,
-            )
+            return fork_web_process(sock, web_process_args)
         finally:
             sock.close()
 

@@ -26,10 +26,14 @@ The options, each for a reason:
 - on SIGTERM, open websockets are closed with 1012 ("service restart": the terminal page
   reconnects) and requests in flight get WEB_GRACEFUL_SHUTDOWN_SECONDS to finish.
 
-    python -m fullstackagent.server.web_process --fd 3   (started by fullstackagent.server.serve)
+fullstackagent.server.serve forks its web processes with the platform already loaded (``load``)
+and runs ``main`` in each; run as a command, it loads the platform itself:
+
+    python -m fullstackagent.server.web_process --fd 3
 """
 
 import argparse
+import importlib
 import logging
 import signal
 import socket
@@ -70,6 +74,18 @@ def uvicorn_config(access_log: bool, graceful_shutdown_seconds: int):
         log_config=None,
         access_log=access_log,
     )
+
+
+def load() -> None:
+    """Imports what a web process runs: the platform (fullstackagent.asgi, with Django set up), uvicorn
+    with its protocols and uvloop. Opens no connection and starts no thread, so a process that has
+    called it can fork web processes (fullstackagent.server.serve)."""
+    importlib.import_module(APPLICATION.partition(":")[0])
+    # access_log=True leaves logging as it is: told False, uvicorn turns its access logger off for the
+    # process's life, and the web processes forked from this one decide that for themselves.
+    config = uvicorn_config(access_log=True, graceful_shutdown_seconds=GRACEFUL_SHUTDOWN_SECONDS)
+    config.load()  # the protocol classes and the application, as each web process's start will ask
+    config.get_loop_factory()  # imports uvloop
 
 
 def main(argv: list[str] | None = None) -> int:

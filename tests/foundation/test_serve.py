@@ -178,9 +178,9 @@ def test_two_web_processes_each_listen_on_their_own_socket_of_the_port(serve):
 
     assert len(children) == 2
     for child in children:
-        arguments = command_line(child)
-        assert arguments[:4] == [sys.executable, "-m", "fullstackagent.server.web_process", "--fd"]
-        assert arguments[4].isdigit()
+        # Forked from serve with the platform loaded (no program run anew), and serving.
+        assert command_line(child) == command_line(serve.pid)
+        assert f"Started server process [{child}]" in serve.output()
     assert len(listening) == 2
     # Each web process holds one of the two SO_REUSEPORT sockets; serve closed its own copies.
     assert sorted(len(sockets_held_by(child) & listening) for child in children) == [1, 1]
@@ -291,6 +291,29 @@ def test_a_requested_stop_ends_every_web_process_and_exits_0(serve, stop_signal)
     assert [child for child in children if still_exists(child)] == []
     assert listening_sockets(serve.port) == set()
     assert "stopping the others" not in serve.output()
+
+
+def test_a_platform_that_cannot_be_loaded_stops_serve_at_once_with_the_error():
+    """serve loads the platform before it forks any web process: a broken platform is one error and
+    exit 1, not every web process failing in turn until the supervisor gives up (15 s of backoff)."""
+    port = embedded.free_port()
+
+    result = subprocess.run(
+        [*SERVE, "--host", "127.0.0.1", "--port", str(port), "--processes", "2"],
+        cwd=PROJECT_ROOT,
+        env=platform_process_environment(DJANGO_SETTINGS_MODULE="fullstackagent.no_such_settings"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+    assert result.returncode == 1
+    assert "ModuleNotFoundError: No module named 'fullstackagent.no_such_settings'" in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "fullstackagent.server.serve: the platform could not be loaded (above)"
+    )
+    assert "web process" not in result.stderr  # none was started
+    assert not embedded.port_open(port)
 
 
 @pytest.mark.parametrize(
