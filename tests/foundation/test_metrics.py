@@ -175,6 +175,19 @@ def test_a_dead_process_open_terminals_are_dropped_and_its_counters_kept(tmp_pat
         running.wait()
 
 
+def test_a_forked_process_drops_the_open_terminals_a_dead_process_left_under_its_pid(tmp_path, monkeypatch):
+    """A web process forked by serve gets a pid a dead process may have had: its live gauges must start
+    at nothing (what it had open is gone), its counters keep adding up (run at each fork)."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    own, other = metrics.process_identifier(), f"{metrics.HOST}-1"
+    for name in (f"gauge_livesum_{own}.db", f"counter_{own}.db", f"gauge_livesum_{other}.db"):
+        (tmp_path / name).write_bytes(b"")
+
+    metrics._after_fork_in_child()
+
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted([f"counter_{own}.db", f"gauge_livesum_{other}.db"])
+
+
 @pytest.mark.parametrize(
     "path, route",
     [
