@@ -15,6 +15,8 @@ import psycopg
 import pytest
 from django.conf import settings
 
+from fullstackagent.testing.forkserver import ForkServer
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 
 
@@ -56,11 +58,17 @@ class PlatformProcess:
     Its PostgreSQL sessions carry ``application_name`` (libpq's PGAPPNAME), so a test can wait for
     exactly its sessions to end."""
 
-    def __init__(self, command: list[str], log_path: Path, environment: dict):
+    def __init__(self, command: list[str], log_path: Path, environment: dict, fork_server: ForkServer | None = None):
         self.application_name = f"fsa-test-{os.getpid()}-{next(_process_numbers)}"
         environment = {"PGAPPNAME": self.application_name, **environment}
         self.log_path = log_path
         self.log = open(log_path, "w")
+        if fork_server is not None:
+            # `python -m <module> ...`, forked from the server with its libraries loaded, in a session
+            # of its own as below.
+            assert command[:2] == [sys.executable, "-m"], command
+            self.process = fork_server.start(command[2:], platform_process_environment(**environment), PROJECT_ROOT, log_path)
+            return
         self.process = subprocess.Popen(
             command,
             cwd=PROJECT_ROOT,
@@ -103,7 +111,8 @@ class CeleryWorker(PlatformProcess):
     """A real `celery worker` (with an embedded beat) against this run's test database and Redis."""
 
     def __init__(
-        self, tmp_path: Path, beat: bool = True, concurrency: int = 4, name: str = "w1", environment: dict | None = None
+        self, tmp_path: Path, beat: bool = True, concurrency: int = 4, name: str = "w1", environment: dict | None = None,
+        fork_server: ForkServer | None = None,
     ):
         command = [
             sys.executable, "-m", "celery", "-A", "fullstackagent", "worker",
@@ -115,7 +124,7 @@ class CeleryWorker(PlatformProcess):
         # Django's system checks, which Celery runs as each worker starts (a sixth of its start here):
         # the suite starts about fifty workers on the same code, and test_deploy runs the checks.
         environment = {"CELERY_SKIP_CHECKS": "1", **(environment or {})}
-        super().__init__(command, tmp_path / f"celery-{name}.log", environment)
+        super().__init__(command, tmp_path / f"celery-{name}.log", environment, fork_server)
         self.wait_until(lambda: "ready." in self.output(), "celery worker")
 
     def stop(self) -> None:
