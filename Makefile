@@ -27,9 +27,9 @@ run: install
 
 # The suite runs on TEST_WORKERS pytest-xdist workers, each with its own test database, Redis and
 # sandboxes (fullstackagent.testing.plugin), handed tests as they free up (worksteal): with 4 on 2
-# CPUs, 2.4 to 3.1 minutes and the serial part 15 s in the runs of December 2 (2 workers, before
-# the last changes: 3.4 minutes; much of a test is waiting on real processes). Tests marked serial
-# (time bounds of a second or so) run afterwards, alone.
+# CPUs, 2.2 to 2.4 minutes and the serial part 15 s in the runs of December 2's afternoon (2 workers,
+# before the changes of that day: 3.4 minutes; much of a test is waiting on real processes). Tests
+# marked serial (time bounds of a second or so) run afterwards, alone.
 TEST_WORKERS ?= 4
 # The modules of the serial tests (their source says pytest.mark.serial; fullstackagent.testing.plugin
 # refuses a serial test marked otherwise): the serial part collects only them.
