@@ -7,12 +7,11 @@ import time
 
 import pytest
 
-from fullstackagent.testing.forkserver import ForkServer
 from fullstackagent.testing.processes import (
     CeleryWorker,
     PlatformServer,
     end_other_sessions,
-    platform_process_environment,
+    stop_fork_server,
     terminate,
     wait_for_connections_to_close,
 )
@@ -64,27 +63,18 @@ def _purge_the_queue() -> None:
     app.control.purge()
 
 
-@pytest.fixture(scope="session")
-def _fork_server(tmp_path_factory):
-    """The process this test process forks its Celery workers from, with their libraries loaded
-    (fullstackagent.testing.forkserver: a worker's start cost about 1.1 s of CPU without it), started
-    at the first test that needs it and stopped with the run."""
-    started = []
-
-    def current() -> ForkServer:
-        if not started or started[-1].process.poll() is not None:
-            started.append(ForkServer(tmp_path_factory.mktemp("forkserver"), platform_process_environment()))
-        return started[-1]
-
-    yield current
-    for server in started:
-        server.stop()
+@pytest.fixture(scope="session", autouse=True)
+def _fork_server():
+    """The process the Celery workers and web servers of this test process are forked from
+    (fullstackagent.testing.processes.fork_server), started by the first of them; ended with the run."""
+    yield
+    stop_fork_server()
 
 
 @pytest.fixture
-def celery_worker(transactional_db, tmp_path, _fork_server):
+def celery_worker(transactional_db, tmp_path):
     _purge_the_queue()
-    worker = CeleryWorker(tmp_path, fork_server=_fork_server())
+    worker = CeleryWorker(tmp_path)
     yield worker
     worker.stop()
     # Captured by pytest and shown only when the test failed.
@@ -92,12 +82,12 @@ def celery_worker(transactional_db, tmp_path, _fork_server):
 
 
 @pytest.fixture
-def start_celery_worker(transactional_db, tmp_path, _fork_server):
+def start_celery_worker(transactional_db, tmp_path):
     _purge_the_queue()  # before the test, which may queue work for the workers it starts
     workers = []
 
     def start(**options):
-        worker = CeleryWorker(tmp_path, fork_server=_fork_server(), **options)
+        worker = CeleryWorker(tmp_path, **options)
         workers.append(worker)
         return worker
 

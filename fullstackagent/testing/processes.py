@@ -3,9 +3,11 @@ Importable from any test module: `from fullstackagent.testing.processes import w
 
 import itertools
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -41,6 +43,22 @@ def platform_process_environment(**extra) -> dict:
 
 
 _process_numbers = itertools.count(1)
+_fork_servers: list[ForkServer] = []
+
+
+def fork_server() -> ForkServer:
+    """This test process's fork server (fullstackagent.testing.forkserver: the Celery workers and web
+    servers it starts are forked from it), started at its first use; ``stop_fork_server`` ends it."""
+    if not _fork_servers or _fork_servers[-1].process.poll() is not None:
+        _fork_servers.append(ForkServer(Path(tempfile.mkdtemp(prefix="fsa-forkserver-")), platform_process_environment()))
+    return _fork_servers[-1]
+
+
+def stop_fork_server() -> None:
+    while _fork_servers:
+        server = _fork_servers.pop()
+        server.stop()
+        shutil.rmtree(Path(server.path).parent, ignore_errors=True)
 
 
 def terminate(process: subprocess.Popen, timeout: float = 10.0) -> None:
@@ -58,16 +76,16 @@ class PlatformProcess:
     Its PostgreSQL sessions carry ``application_name`` (libpq's PGAPPNAME), so a test can wait for
     exactly its sessions to end."""
 
-    def __init__(self, command: list[str], log_path: Path, environment: dict, fork_server: ForkServer | None = None):
+    def __init__(self, command: list[str], log_path: Path, environment: dict, forked: bool = False):
         self.application_name = f"fsa-test-{os.getpid()}-{next(_process_numbers)}"
         environment = {"PGAPPNAME": self.application_name, **environment}
         self.log_path = log_path
         self.log = open(log_path, "w")
-        if fork_server is not None:
-            # `python -m <module> ...`, forked from the server with its libraries loaded, in a session
-            # of its own as below.
+        if forked:
+            # `python -m <module> ...`, forked from this process's fork server with its libraries
+            # loaded, in a session of its own as below.
             assert command[:2] == [sys.executable, "-m"], command
-            self.process = fork_server.start(command[2:], platform_process_environment(**environment), PROJECT_ROOT, log_path)
+            self.process = fork_server().start(command[2:], platform_process_environment(**environment), PROJECT_ROOT, log_path)
             return
         self.process = subprocess.Popen(
             command,
@@ -111,8 +129,7 @@ class CeleryWorker(PlatformProcess):
     """A real `celery worker` (with an embedded beat) against this run's test database and Redis."""
 
     def __init__(
-        self, tmp_path: Path, beat: bool = True, concurrency: int = 4, name: str = "w1", environment: dict | None = None,
-        fork_server: ForkServer | None = None,
+        self, tmp_path: Path, beat: bool = True, concurrency: int = 4, name: str = "w1", environment: dict | None = None
     ):
         command = [
             sys.executable, "-m", "celery", "-A", "fullstackagent", "worker",
@@ -124,7 +141,7 @@ class CeleryWorker(PlatformProcess):
         # Django's system checks, which Celery runs as each worker starts (a sixth of its start here):
         # the suite starts about fifty workers on the same code, and test_deploy runs the checks.
         environment = {"CELERY_SKIP_CHECKS": "1", **(environment or {})}
-        super().__init__(command, tmp_path / f"celery-{name}.log", environment, fork_server)
+        super().__init__(command, tmp_path / f"celery-{name}.log", environment, forked=True)
         self.wait_until(lambda: "ready." in self.output(), "celery worker")
 
     def stop(self) -> None:
@@ -212,5 +229,5 @@ class PlatformServer(PlatformProcess):
         ]
         # Links the server makes (previews on <project>.preview.localhost:<port>) use its address.
         environment.setdefault("PUBLIC_URL", self.url)
-        super().__init__(command, log_dir / f"{name}.log", environment)
+        super().__init__(command, log_dir / f"{name}.log", environment, forked=True)
         self.wait_until(lambda: embedded.port_open(self.port), "the web server")

@@ -4,11 +4,14 @@ libraries loaded; each must still be the program it was asked to be, as if start
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
 
 from fullstackagent.testing.forkserver import ForkServer
+from fullstackagent.testing.processes import PROJECT_ROOT, platform_process_environment
 
 PROBE = """
 import json, os, sys, time
@@ -67,3 +70,21 @@ def test_a_killed_program_is_reported_as_killed_by_its_signal(fork_server, progr
 
     assert child.wait(timeout=10) == -signal.SIGKILL
     assert child.poll() == -signal.SIGKILL
+
+
+def test_a_library_that_reads_the_settings_while_loading_is_refused(tmp_path):
+    """Settings read before the fork would be the server's for every program forked from it,
+    whatever environment the program was given."""
+    (tmp_path / "reads_settings.py").write_text("from django.conf import settings\nDEBUG = settings.DEBUG\n")
+    script = (
+        f"import sys; sys.path.insert(0, {str(tmp_path)!r}); from fullstackagent.testing import forkserver; "
+        "forkserver.PRELOAD.append('reads_settings'); forkserver._preload()"
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=PROJECT_ROOT, env=platform_process_environment(),
+        capture_output=True, text=True, timeout=60,
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == "RuntimeError: a module of PRELOAD read Django's settings while loading"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from fullstackagent.devtools import embedded
-from fullstackagent.testing.processes import PROJECT_ROOT, platform_process_environment
+from fullstackagent.testing.processes import PROJECT_ROOT, fork_server, platform_process_environment
 
 SERVE = [sys.executable, "-m", "fullstackagent.server.serve"]
 
@@ -28,13 +28,11 @@ class Serve:
         self.port = embedded.free_port()
         self.log_path = log_path
         self.log = open(log_path, "w")
-        self.process = subprocess.Popen(
-            [*SERVE, "--host", "127.0.0.1", "--port", str(self.port), "--processes", "2", *extra_args],
-            cwd=PROJECT_ROOT,
-            env=platform_process_environment(**environment),
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its web processes share its process group: the teardown can end them all
+        # Forked from the tests' fork server, in a session of its own: its web processes share its
+        # process group, so the teardown can end them all.
+        self.process = fork_server().start(
+            [SERVE[2], "--host", "127.0.0.1", "--port", str(self.port), "--processes", "2", *extra_args],
+            platform_process_environment(**environment), PROJECT_ROOT, log_path,
         )
         self.pid = self.process.pid
 
