@@ -27,7 +27,7 @@ run: install
 
 # The suite runs on TEST_WORKERS pytest-xdist workers, each with its own test database, Redis and
 # sandboxes (fullstackagent.testing.plugin), handed tests as they free up (worksteal): with 4 on 2
-# CPUs, 2.2 to 2.4 minutes and the serial part 15 s in the runs of December 2's afternoon (2 workers,
+# CPUs, 2.0 to 2.5 minutes and the serial part 12-16 s in the runs of December 2's afternoon (2 workers,
 # before the changes of that day: 3.4 minutes; much of a test is waiting on real processes). Tests
 # marked serial (time bounds of a second or so) run afterwards, alone.
 TEST_WORKERS ?= 4
