@@ -146,6 +146,16 @@ class ForkedProcess:
         self.send_signal(signal.SIGKILL)
 
 
+def exit_status(stop: SystemExit) -> int:
+    """The status a program ends with on ``stop``, as the interpreter decides it for a program that
+    exits that way: its code, 0 for none, or 1 after writing a message code to stderr. For a forked
+    process, which ends with os._exit and never reaches the interpreter's own handling."""
+    if stop.code is None or isinstance(stop.code, int):
+        return stop.code or 0
+    print(stop.code, file=sys.stderr)
+    return 1
+
+
 def fork_web_process(sock: socket.socket, extra: list[str]) -> ForkedProcess:
     """A web process serving ``sock``, forked from this process (which has the platform loaded);
     ``extra`` are its options (python -m fullstackagent.server.web_process --help)."""
@@ -165,10 +175,7 @@ def fork_web_process(sock: socket.socket, extra: list[str]) -> ForkedProcess:
 
         code = web_process.main(["--fd", str(sock.fileno()), *extra])
     except SystemExit as stop:
-        if stop.code is None or isinstance(stop.code, int):
-            code = stop.code or 0
-        else:
-            print(stop.code, file=sys.stderr)
+        code = exit_status(stop)
     except BaseException:
         traceback.print_exc()
     finally:

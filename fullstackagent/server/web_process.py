@@ -80,6 +80,8 @@ def load() -> None:
     """Imports what a web process runs: the platform (fullstackagent.asgi, with Django set up), uvicorn
     with its protocols and uvloop. Opens no connection and starts no thread, so a process that has
     called it can fork web processes (fullstackagent.server.serve)."""
+    # Imported first, by itself: a failure raises its own exception with its traceback, where
+    # uvicorn's load() below would log one line and exit.
     importlib.import_module(APPLICATION.partition(":")[0])
     # access_log=True leaves logging as it is: told False, uvicorn turns its access logger off for the
     # process's life, and the web processes forked from this one decide that for themselves.

@@ -30,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+from fullstackagent.server.serve import exit_status
+
 # What a Celery worker and a web server of the platform import that reads no setting at import time.
 PRELOAD = [
     "celery.bin.celery", "celery.apps.worker", "celery.apps.beat", "celery.worker", "celery.worker.consumer",
@@ -79,7 +81,7 @@ def _run_child(request: dict) -> None:
         runpy.run_module(module, run_name="__main__", alter_sys=True)
         code = 0
     except SystemExit as stop:
-        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+        code = exit_status(stop)
     except BaseException:
         import traceback
 

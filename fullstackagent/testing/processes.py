@@ -6,7 +6,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import warnings
@@ -76,26 +75,16 @@ class PlatformProcess:
     Its PostgreSQL sessions carry ``application_name`` (libpq's PGAPPNAME), so a test can wait for
     exactly its sessions to end."""
 
-    def __init__(self, command: list[str], log_path: Path, environment: dict, forked: bool = False):
+    def __init__(self, module_and_arguments: list[str], log_path: Path, environment: dict):
         self.application_name = f"fsa-test-{os.getpid()}-{next(_process_numbers)}"
         environment = {"PGAPPNAME": self.application_name, **environment}
         self.log_path = log_path
         self.log = open(log_path, "w")
-        if forked:
-            # `python -m <module> ...`, forked from this process's fork server with its libraries
-            # loaded, in a session of its own as below.
-            assert command[:2] == [sys.executable, "-m"], command
-            self.process = fork_server().start(command[2:], platform_process_environment(**environment), PROJECT_ROOT, log_path)
-            return
-        self.process = subprocess.Popen(
-            command,
-            cwd=PROJECT_ROOT,
-            env=platform_process_environment(**environment),
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            # Its own process group, so a kill reaches the processes it started too (the web
-            # server's web processes); local sandboxes detach into sessions of their own.
-            start_new_session=True,
+        # `python -m <module> ...`, forked from this process's fork server with its libraries loaded,
+        # in a session of its own: a kill reaches the processes it started too (the web server's web
+        # processes); local sandboxes detach into sessions of their own.
+        self.process = fork_server().start(
+            module_and_arguments, platform_process_environment(**environment), PROJECT_ROOT, log_path
         )
 
     def wait_until(self, ready, what: str, timeout: float = 30.0) -> None:
@@ -132,7 +121,7 @@ class CeleryWorker(PlatformProcess):
         self, tmp_path: Path, beat: bool = True, concurrency: int = 4, name: str = "w1", environment: dict | None = None
     ):
         command = [
-            sys.executable, "-m", "celery", "-A", "fullstackagent", "worker",
+            "celery", "-A", "fullstackagent", "worker",
             "--pool", "threads", "--concurrency", str(concurrency), "--loglevel", "INFO",
             "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"{name}@%h",
         ]
@@ -141,7 +130,7 @@ class CeleryWorker(PlatformProcess):
         # Django's system checks, which Celery runs as each worker starts (a sixth of its start here):
         # the suite starts about fifty workers on the same code, and test_deploy runs the checks.
         environment = {"CELERY_SKIP_CHECKS": "1", **(environment or {})}
-        super().__init__(command, tmp_path / f"celery-{name}.log", environment, forked=True)
+        super().__init__(command, tmp_path / f"celery-{name}.log", environment)
         self.wait_until(lambda: "ready." in self.output(), "celery worker")
 
     def stop(self) -> None:
@@ -214,7 +203,7 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, message: 
 class PlatformServer(PlatformProcess):
     """The platform's HTTP + websocket server (fullstackagent.server.serve) on a free port, against this run's test
     database and Redis, as `make run` starts it. Used by the browser tests (the ``live_platform``
-    fixture) and bench/api.py."""
+    fixture) and the tests of the server's behaviour over HTTP."""
 
     def __init__(self, log_dir: Path, name: str = "web", **environment):
         from fullstackagent.devtools import embedded
@@ -223,11 +212,8 @@ class PlatformServer(PlatformProcess):
         self.url = f"http://127.0.0.1:{self.port}"
         # Two web processes behind one port, as production runs one per CPU: a test passes whichever
         # process its requests and websockets land on.
-        command = [
-            sys.executable, "-m", "fullstackagent.server.serve", "--host", "127.0.0.1", "--port", str(self.port),
-            "--processes", "2",
-        ]
+        command = ["fullstackagent.server.serve", "--host", "127.0.0.1", "--port", str(self.port), "--processes", "2"]
         # Links the server makes (previews on <project>.preview.localhost:<port>) use its address.
         environment.setdefault("PUBLIC_URL", self.url)
-        super().__init__(command, log_dir / f"{name}.log", environment, forked=True)
+        super().__init__(command, log_dir / f"{name}.log", environment)
         self.wait_until(lambda: embedded.port_open(self.port), "the web server")
