@@ -117,7 +117,7 @@ def start_server(platform, port: int, server: str) -> subprocess.Popen:
     """One web process with the options fullstackagent.server.serve gives each of its own; or one
     daphne as the platform ran it before (``--server daphne``)."""
     from fullstackagent.devtools.embedded import port_open
-    from fullstackagent.server.serve import access_log_options, listening_socket, web_process_command
+    from fullstackagent.server.serve import access_log_options, listening_socket
 
     log = open(platform.scratch / "server.log", "w")
     if server == "daphne":
@@ -128,7 +128,10 @@ def start_server(platform, port: int, server: str) -> subprocess.Popen:
         sock = None
     else:
         sock = listening_socket("127.0.0.1", port)
-        command = web_process_command(sock.fileno(), access_log_options())
+        # The web process as a command of its own (serve forks it from itself instead; the same main).
+        command = [
+            sys.executable, "-m", "fullstackagent.server.web_process", "--fd", str(sock.fileno()), *access_log_options(),
+        ]
     try:
         process = subprocess.Popen(
             command, cwd=PROJECT_ROOT, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT,
