@@ -57,8 +57,12 @@ BUSY_CPU_SHARE = 0.03
 # Looks closer together than this measure nothing (the clock has 10 ms ticks): the baseline stays.
 BUSY_MIN_WINDOW_SECONDS = 2.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PF_EXITING = 0x4  # a process's flag while it exits (include/linux/sched.h)
 # How long create/start wait for ttyd to listen before answering STARTING (ttyd needs ~20 ms).
 START_WAIT_SECONDS = 2.0
+# How long bubblewrap may take to make the sandbox's init after it starts, before a sandbox
+# without one counts as ending (see _init_ended).
+INIT_GRACE_SECONDS = 1.0
 STOP_GRACE_SECONDS = 3.0
 WORKSPACE_LOST = (
     "The sandbox's workspace is gone, and the files in it: it was removed outside the platform. Nothing was "
@@ -132,6 +136,31 @@ def _process_state(pid: int) -> str | None:
         return None
     state = stat.rsplit(")", 1)[1].split()[0]
     return None if state in ("Z", "X") else state
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat after the command name (field 3 of proc(5) first), None when gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+def _init_ended(outer_pid: int) -> bool:
+    """Whether an isolated sandbox's init (bubblewrap's child, pid 1 of its namespace) has ended,
+    or is ending, while bubblewrap itself is still there to reap it and exit: the sandbox is going,
+    not starting. An init has PF_EXITING in its flags (field 9) from the moment it begins to exit,
+    before the rest of its namespace is killed and its terminal's port closes. No init yet is
+    bubblewrap still making it, for a moment after its start (field 22, in clock ticks since boot)."""
+    init = isolation.namespace_child(outer_pid)
+    if init is not None:
+        fields = _stat_fields(init)
+        return fields is None or fields[0] in ("Z", "X") or bool(int(fields[6]) & PF_EXITING)
+    fields = _stat_fields(outer_pid)
+    if fields is None:
+        return True
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    return uptime - int(fields[19]) / CLOCK_TICKS > INIT_GRACE_SECONDS
 
 
 def _environ_of(pid: int) -> bytes:
@@ -287,6 +316,10 @@ class LocalSandboxBackend:
             return SandboxObservation(SandboxPhase.STOPPED)
         if self._workspace_lost(spec):
             return SandboxObservation(SandboxPhase.FAILED, message=WORKSPACE_LOST)
+        if isolation.enabled() and _init_ended(pid):
+            # Its init was killed (or crashed) and took everything in the namespace with it; read as
+            # STARTING (ttyd not answering), the crash would be restarted without being counted.
+            return SandboxObservation(SandboxPhase.STOPPING, message="the sandbox's init ended; bubblewrap is exiting")
         state = {"pid": pid, "port": port}
         ttyd_url = f"ws://127.0.0.1:{port}/ws"
         if port is None or not _listening(port):

@@ -6,6 +6,7 @@ import os
 import signal
 import threading
 from datetime import timedelta
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -67,6 +68,10 @@ def wait_for_a_lock_wait(probe, table: str, message: str) -> None:
         ).fetchone()[0] == 1,
         message=message,
     )
+
+
+def process_state(pid):
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
 def events_of(resource):
@@ -145,6 +150,44 @@ def test_a_crash_loop_backs_off_then_ends_in_error(user, settings):
     recovered = step_until(reconcile_sandbox, Sandbox, sandbox.pk, ResourceStatus.RUNNING)
     assert (recovered.restarts, recovered.last_error) == (0, "")
     LocalSandboxBackend().delete(build_spec(recovered))
+
+
+def test_a_crash_seen_while_bubblewrap_is_still_exiting_is_a_counted_restart(user):
+    """Killing a sandbox's init ends everything in its namespace, then bubblewrap, its parent, reaps
+    it and exits. A look in between (here made to last: bubblewrap is paused) sees the sandbox's
+    first process alive and its terminal silent; that is a crash, restarted and counted as one, not
+    a terminal still starting (which restarted it uncounted and without the note: CI, once)."""
+    project, sandbox, _ = running_project(user, "Slow Exit")
+    backend = get_sandbox_backend()
+    spec = build_spec(Sandbox.objects.get(pk=sandbox.pk))
+    outer = int((backend.run_dir(spec) / "sandbox.pid").read_text())
+    os.kill(outer, signal.SIGSTOP)
+    try:
+        init = isolation.namespace_child(outer)
+        os.kill(init, signal.SIGKILL)
+        # A zombie (its parent is paused): the init and everything in its namespace have ended.
+        wait_for(lambda: process_state(init) == "Z", message="the sandbox's init to end")
+        assert ttyd_processes(sandbox.name) == []
+        observation = backend.observe(spec)
+        assert (observation.phase.value, observation.message) == (
+            "stopping", "the sandbox's init ended; bubblewrap is exiting"
+        )
+
+        reconcile_sandbox(sandbox.pk)
+
+        crashed = Sandbox.objects.get(pk=sandbox.pk)
+        assert (crashed.status, crashed.restarts) == ("STARTING", 1)
+        assert crashed.last_error == (
+            "The sandbox was found stopping while it should run; restarting it now (restart 1 in a row)."
+        )
+    finally:
+        os.kill(outer, signal.SIGCONT)
+    # The restart ends what is left of the old sandbox (the paused bubblewrap) and starts a new one.
+    restarted = step_until(reconcile_sandbox, Sandbox, sandbox.pk, ResourceStatus.RUNNING)
+    assert int((backend.run_dir(spec) / "sandbox.pid").read_text()) != outer
+    assert len(ttyd_processes(sandbox.name)) == 1
+    assert [event for event in events_of(sandbox) if event[2] == "drift"] == [("RUNNING", "STARTING", "drift")]
+    LocalSandboxBackend().delete(build_spec(restarted))
 
 
 def test_a_transitional_status_past_its_deadline_is_an_error(user, settings):
