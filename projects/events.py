@@ -7,6 +7,7 @@ the ones users cause. The core never imports projects: this receiver is the one 
 
 from django.dispatch import receiver
 
+from fullstackagent.inserts import NewId
 from fullstackagent.reconcile import resource_transitioned
 from fullstackagent.status import TransitionCause
 from projects.models import ResourceEvent, ResourceKind
@@ -21,14 +22,21 @@ def record_transition(resource, from_status: str, to_status: str, *, reason: str
 
 
 def record_transitions(resources, from_status: str, to_status: str, *, reason: str = "", cause: str) -> None:
-    """The same change of several resources (a new project's sandbox and database), in one INSERT."""
+    """The same change of several resources, in one INSERT."""
+    ResourceEvent.objects.bulk_create(transition_events(resources, from_status, to_status, reason=reason, cause=cause))
+
+
+def transition_events(resources, from_status: str, to_status: str, *, reason: str = "", cause: str) -> list[ResourceEvent]:
+    """The events (unsaved) for the same change of several resources. A resource not saved yet (a new
+    project's sandbox and database) is referred to by the id it gets when inserted with its events
+    (fullstackagent.inserts)."""
     if from_status == to_status:
-        return
-    events = [
+        return []
+    return [
         ResourceEvent(
-            project_id=resource.project_id,
+            project=resource.project,
             resource_kind=ResourceKind(type(resource)._meta.model_name),
-            resource_id=resource.pk,
+            resource_id=resource.pk if resource.pk is not None else NewId(resource),
             resource_name=resource.name,
             from_status=from_status,
             to_status=to_status,
@@ -37,7 +45,6 @@ def record_transitions(resources, from_status: str, to_status: str, *, reason: s
         )
         for resource in resources
     ]
-    ResourceEvent.objects.bulk_create(events)
 
 
 def record_user_transitions(resources, to_status: str) -> None:
