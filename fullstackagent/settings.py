@@ -201,9 +201,10 @@ if DATABASE_POOL_MAX_SIZE:
     DATABASES["default"]["OPTIONS"]["pool"] = {
         "min_size": 1, "max_size": DATABASE_POOL_MAX_SIZE, "timeout": DATABASE_POOL_TIMEOUT_SECONDS
     }
-    # Django's backend, but the pool checks only the connections that sat idle, not one a request
-    # gave back a moment ago (a round trip a request saved; fullstackagent.db_pool).
-    DATABASES["default"]["ENGINE"] = "fullstackagent.postgresql"
+# Django's backend, but the pool checks only the connections that sat idle, not one a request gave
+# back a moment ago (a round trip a request saved; fullstackagent.db_pool), and timestamps are read
+# by psycopg's C loader (fullstackagent.postgresql.base).
+DATABASES["default"]["ENGINE"] = "fullstackagent.postgresql"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 
