@@ -301,3 +301,18 @@ def test_settings_routes_need_authentication(anonymous_api, user, method, path):
     assert response.status_code == 401
     assert response.json()["code"] == "NOT_AUTHENTICATED"
     assert _configs(user) == {"SYSTEM_PROMPT": ("kept", False)}
+
+
+def test_the_settings_list_is_what_the_declared_fields_give(api, user):
+    """ConfigListSerializer builds its output directly; ConfigSerializer's fields give each setting."""
+    from identities.api import ConfigSerializer, user_configs
+
+    set_user_config(user, ConfigKey.ANTHROPIC_API_KEY, "sk-ant-0123456789abcdef", is_secret=True)
+    set_user_config(user, "EDITOR_THEME", "dark")
+
+    configs = user_configs(user)
+    answer = api.get("/api/user/config").json()
+
+    assert answer == {"configs": [dict(ConfigSerializer(config).data) for config in configs]}
+    assert [(item["key"], item["isSecret"]) for item in answer["configs"]] == [("ANTHROPIC_API_KEY", True), ("EDITOR_THEME", False)]
+    assert "0123456789" not in answer["configs"][0]["value"] and answer["configs"][0]["updatedAt"].endswith("Z")
