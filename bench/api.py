@@ -33,16 +33,16 @@ same machine, and the same clients call both, each call in rounds alternating ou
 then the authenticated no-op from one client alone, and paced: every client one request per
 --paced-interval (20 clients x 0.1 s: 200 requests/s). CPU is counted per process tree: ours the
 web processes, PostgreSQL and Redis; JupyterHub its one process (SQLite runs inside it) and the proxy it
-started (idle: the calls go to the hub's own port). Ends with (2 CPUs, a quiet machine; December 2, uvicorn)
-    | call                | ours req/s | JupyterHub req/s | ratio |        goal | ours CPU ms/req (server+db) | JupyterHub CPU ms/req |
-    |---------------------|------------|------------------|-------|-------------|-----------------------------|-----------------------|
-    | no credentials      |       2756 |             2389 |  1.15 |    >= 1 met |                   0.44+0.00 |                  0.42 |
-    | authenticated no-op |        842 |              847 |  0.99 | >= 1 MISSED |                   1.51+0.39 |                  1.17 |
-    | create              |        205 |              121 |  1.69 | >= 2 MISSED |                   5.90+2.33 |                  6.93 |
-    | list                |        383 |              125 |  3.07 |    >= 3 met |                   3.27+0.99 |                  8.00 |
-    server CPU ms per request, ours vs JupyterHub: authenticated no-op 1.51 vs 1.17 (goal ours <= 1.5: MISSED); no credentials 0.44 vs 0.42 (goal ours <= 0.6: met)
-    ours authenticated no-op paced (20 clients x 1 per 0.1 s, 200/s): p99 4.6 ms / single-client p50 2.1 ms = 2.2 (goal <= 3: met)
-    JupyterHub authenticated no-op paced (20 clients x 1 per 0.1 s, 200/s): p99 18.5 ms / single-client p50 1.2 ms = 15.0
+started (idle: the calls go to the hub's own port). Ends with (2 CPUs, a quiet machine; December 2, evening)
+    | call                | ours req/s | JupyterHub req/s | ratio |     goal | ours CPU ms/req (server+db) | JupyterHub CPU ms/req |
+    |---------------------|------------|------------------|-------|----------|-----------------------------|-----------------------|
+    | no credentials      |       3153 |             2874 |  1.10 | >= 1 met |                   0.41+0.00 |                  0.34 |
+    | authenticated no-op |       1117 |              884 |  1.26 | >= 1 met |                   1.15+0.37 |                  1.12 |
+    | create              |        279 |              123 |  2.27 | >= 2 met |                   3.78+1.74 |                  6.88 |
+    | list                |        481 |              117 |  4.11 | >= 3 met |                   2.77+0.84 |                  8.54 |
+    server CPU ms per request, ours vs JupyterHub: authenticated no-op 1.15 vs 1.12 (goal ours <= 1.5: met); no credentials 0.41 vs 0.34 (goal ours <= 0.6: met)
+    ours authenticated no-op paced (20 clients x 1 per 0.1 s, 200/s): p99 4.2 ms / single-client p50 1.9 ms = 2.2 (goal <= 3: met)
+    JupyterHub authenticated no-op paced (20 clients x 1 per 0.1 s, 200/s): p99 3.8 ms / single-client p50 1.2 ms = 3.1
 The goals (issue 17): ours / JupyterHub requests/s at least 1 for both no-ops, 2 for create and 3 for
 list; ours at most 1.5 server CPU ms per authenticated no-op and 0.6 per 404; the paced no-op's p99 at
 most 3 times its single-client p50. --no-jupyterhub skips the comparison; when JupyterHub cannot be

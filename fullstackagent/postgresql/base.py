@@ -32,7 +32,7 @@ class UtcTimestamptzLoader(Loader):
 
     Django's loader subclasses psycopg's Python one (the C one cannot be subclassed) to set the
     datetime's tzinfo: every timestamp was parsed in Python, about 3 us each. A list of 50 projects
-    reads 200 of them; that was a sixth of the API's list CPU (cProfile and bench/api.py). This one
+    reads 200 of them; that was a fifth of the list's CPU in the web process (bench/api.py). This one
     hands each value to psycopg's C loader, which already gives datetime.timezone.utc for a session
     in UTC (the time zone Django sets on every connection); in any other, it converts to UTC.
     ``timezone`` is what Django's create_cursor compares with the connection's before using it."""
