@@ -28,7 +28,9 @@ class NewId:
 
 def insert_together(*instances) -> None:
     """Inserts the new (unsaved) model instances, in this order, in one statement. A row may refer
-    to rows before it in the group, never after."""
+    to rows before it in the group, never after. Models with an automatic id and one table each
+    (no multi-table inheritance); no signals are sent (none of the platform's models has receivers
+    for save)."""
     if not instances:
         return
     alias = router.db_for_write(type(instances[0]), instance=instances[0])
@@ -40,16 +42,25 @@ def insert_together(*instances) -> None:
         meta = instance._meta
         if instance.pk is not None or not instance._state.adding:
             raise ValueError(f"insert_together inserts new rows only; {meta.label} {instance.pk} is saved")
+        if meta.parents or meta.auto_field is None:
+            raise ValueError(f"insert_together inserts rows of one table with an automatic id, not {meta.label}'s")
         columns, values = [], []
         for field in meta.local_concrete_fields:
             if field is meta.auto_field:
                 continue
             columns.append(quote(field.column))
             value = getattr(instance, field.attname)
-            related = value.instance if isinstance(value, NewId) else None
+            related = None
+            if isinstance(value, NewId):
+                related = value.instance
+                if related.pk is not None:  # saved already: its id is known
+                    setattr(instance, field.attname, related.pk)
             if related is None and field.is_relation and field.is_cached(instance):
                 related = getattr(instance, field.name)
-            if related is not None and related.pk is None and id(related) in position:
+            if related is not None and related.pk is None:
+                # As save() refuses an unsaved related object: its id would be lost (NULL).
+                if id(related) not in position:
+                    raise ValueError(f"{meta.label}.{field.name} refers to an unsaved row outside the group")
                 if position[id(related)] >= index:
                     raise ValueError(f"{meta.label}.{field.name} refers to a row inserted after it")
                 values.append(f"(SELECT {quote(related._meta.pk.column)} FROM new_{position[id(related)]})")

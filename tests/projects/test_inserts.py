@@ -73,6 +73,11 @@ def test_only_new_rows_referring_to_earlier_ones(user):
     sandbox = Sandbox(project=project, name="order-agentruntime-dddddd")
     with pytest.raises(ValueError, match="refers to a row inserted after it"):
         insert_together(sandbox, project)
+    with pytest.raises(ValueError, match="unsaved row outside the group"):
+        insert_together(sandbox)
+    event = ResourceEvent(project=project, resource_kind="sandbox", resource_id=NewId(sandbox), to_status="CREATING")
+    with pytest.raises(ValueError, match="unsaved row outside the group"):
+        insert_together(project, event)
     saved = services.do_create_project(user, name="Saved")
     with pytest.raises(ValueError, match="new rows only"):
         insert_together(saved)
