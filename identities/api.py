@@ -227,22 +227,22 @@ _NO_USER = -1
 
 
 @functools.cache
-def _user_configs_query() -> tuple[str, list]:
+def _user_configs_query() -> tuple[str, list[str], list]:
+    """The SQL, the fields' names in its column order, and the fields that convert what they read."""
     fields = UserConfig._meta.concrete_fields
     queryset = UserConfig.objects.filter(user_id=_NO_USER).order_by("key").values_list(*(f.attname for f in fields))
     sql, params = queryset.query.sql_with_params()
     if params != (_NO_USER,):
         raise AssertionError(f"the settings query has parameters besides the user: {params!r}")
-    return sql, fields
+    converted = [(index, field) for index, field in enumerate(fields) if hasattr(field, "from_db_value")]
+    return sql, [field.attname for field in fields], converted
 
 
 def user_configs(user) -> list[UserConfig]:
-    sql, fields = _user_configs_query()
+    sql, names, converted = _user_configs_query()
     with connection.cursor() as cursor:
         cursor.execute(sql, [user.pk])
         rows = cursor.fetchall()
-    names = [field.attname for field in fields]
-    converted = [(index, field) for index, field in enumerate(fields) if hasattr(field, "from_db_value")]
     configs = []
     for row in rows:
         values = list(row)

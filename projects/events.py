@@ -34,7 +34,8 @@ def transition_events(resources, from_status: str, to_status: str, *, reason: st
         return []
     return [
         ResourceEvent(
-            project=resource.project,
+            # The id when the resource has it (no query for the project); the new project itself otherwise.
+            **({"project_id": resource.project_id} if resource.project_id is not None else {"project": resource.project}),
             resource_kind=ResourceKind(type(resource)._meta.model_name),
             resource_id=resource.pk if resource.pk is not None else NewId(resource),
             resource_name=resource.name,
